@@ -1,0 +1,84 @@
+"""Audio encoder: a pretrained wav2vec2 (transformers) with its CNN feature encoder frozen.
+
+Weights come from a local directory or a hub id (default: the ASR model the paper used). Offline, nothing
+is downloaded: a missing model fails with a message naming what is missing and where to put it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+
+@dataclass(frozen=True)
+class AudioEncoderConfig:
+    model: str = "facebook/wav2vec2-base-960h"  # hub id or local directory (save_pretrained layout)
+    local_files_only: bool | None = None         # None: follow HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE
+    freeze_feature_encoder: bool = True           # the paper freezes the 1D CNN
+    # Train-mode regularisation of wav2vec2, explicit so they are params rather than checkpoint defaults.
+    mask_time_prob: float = 0.05
+    mask_time_length: int = 10
+    mask_feature_prob: float = 0.0
+    layerdrop: float = 0.0                        # > 0 leaves layers unused per step (DDP must find them)
+
+    def overrides(self) -> dict:
+        return {"mask_time_prob": self.mask_time_prob, "mask_time_length": self.mask_time_length,
+                "mask_feature_prob": self.mask_feature_prob, "layerdrop": self.layerdrop}
+
+
+def _offline(cfg: AudioEncoderConfig) -> bool:
+    if cfg.local_files_only is not None:
+        return cfg.local_files_only
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def load_wav2vec2(cfg: AudioEncoderConfig) -> Wav2Vec2Model:
+    offline = _offline(cfg)
+    local_dir = os.path.isdir(cfg.model)
+    try:
+        # wav2vec2-base-960h is a CTC checkpoint: loading the bare model drops the unused lm_head.
+        return Wav2Vec2Model.from_pretrained(cfg.model, local_files_only=offline, **cfg.overrides())
+    except OSError as e:
+        if local_dir:
+            where = (f"the directory {cfg.model!r} exists but lacks a loadable model "
+                     "(expected config.json and model.safetensors or pytorch_model.bin)")
+        else:
+            cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+                os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
+            where = (f"{cfg.model!r} is not a local directory and is not in the Hugging Face cache {cache}"
+                     + (" (offline: no download attempted)" if offline else ""))
+        raise FileNotFoundError(
+            f"wav2vec2 weights missing: {where}. Either run `huggingface-cli download {cfg.model}` on a "
+            f"machine with internet and copy the cache there, or save the model with "
+            f"`Wav2Vec2Model.from_pretrained(...).save_pretrained(DIR)` and set model.audio.model: DIR "
+            f"in params.yaml.") from e
+
+
+class AudioEncoder(nn.Module):
+    """(B, samples) 16 kHz waveform -> (B, frames, hidden); frames = floor((samples - 400) / 320) + 1."""
+
+    def __init__(self, cfg: AudioEncoderConfig, backbone: Wav2Vec2Model | None = None):
+        super().__init__()
+        self.cfg = cfg
+        if backbone is None:
+            backbone = load_wav2vec2(cfg)
+        else:  # built from a config (tests): apply the same train-mode settings
+            for k, v in cfg.overrides().items():
+                setattr(backbone.config, k, v)
+        self.wav2vec2 = backbone
+        if cfg.freeze_feature_encoder:
+            backbone.freeze_feature_encoder()
+        self.out_dim = backbone.config.hidden_size
+
+    @classmethod
+    def from_config(cls, cfg: AudioEncoderConfig, w2v_config: Wav2Vec2Config) -> "AudioEncoder":
+        return cls(cfg, Wav2Vec2Model(w2v_config))
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        # The 960h feature extractor normalises each utterance to zero mean, unit variance.
+        wav = (wav - wav.mean(-1, keepdim=True)) / torch.sqrt(wav.var(-1, keepdim=True) + 1e-7)
+        return self.wav2vec2(wav).last_hidden_state

@@ -1,0 +1,1 @@
+"""Orchestration: corpus registry, manifests, per-video stage runner and the command line."""

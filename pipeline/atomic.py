@@ -1,0 +1,57 @@
+"""Atomic file writes: write beside the target, then rename, so a killed run never leaves half a file."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+TMP_MARK = ".tmp-"
+
+
+def tmp_path_for(path: Path) -> Path:
+    # Same folder (rename is atomic only within one filesystem); the marker lets cleanup find leftovers.
+    return path.with_name(f"{TMP_MARK}{os.getpid()}-{path.name}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path_for(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def scratch_path(beside: Path):
+    """Yield a temporary path next to `beside` that is always removed afterwards."""
+    beside = Path(beside)
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path_for(beside)
+    try:
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def remove_leftover_tmp_files(folder: Path) -> int:
+    """Delete temporary files a killed run left behind; returns how many."""
+    if not folder.exists():
+        return 0
+    removed = 0
+    for leftover in folder.rglob(f"{TMP_MARK}*"):
+        if leftover.is_file():
+            leftover.unlink()
+            removed += 1
+    return removed

@@ -1,0 +1,94 @@
+"""Command line: `python -m pipeline corpus ...`, `python -m pipeline stage ...`, `python -m pipeline status`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from pipeline.params import LABELS, ROLES
+from pipeline.stages import PER_CORPUS_STAGES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    corpus = sub.add_parser("corpus", help="register, rescan, list and remove raw video corpora")
+    corpus_sub = corpus.add_subparsers(dest="action", required=True)
+    add = corpus_sub.add_parser("add", help="register a corpus (or rescan a registered one) and write its manifest")
+    add.add_argument("name")
+    add.add_argument("raw_dir")
+    add.add_argument("--pattern", help="glob relative to RAW_DIR (default '**/*.mp4')")
+    add.add_argument("--role", choices=ROLES)
+    add.add_argument("--label", choices=LABELS)
+    add.add_argument("--method", help="manipulation method of a fake corpus (Deepfakes, FaceSwap, ...)")
+    add.add_argument("--group-by", help="regex on the relative path whose group 1 is the speaker/identity")
+    corpus_sub.add_parser("list", help="registered corpora with video counts and hours")
+    remove = corpus_sub.add_parser("remove", help="unregister a corpus and delete its source manifest")
+    remove.add_argument("name")
+
+    stage = sub.add_parser("stage", help="run one per-corpus stage (dvc.yaml calls this)")
+    stage.add_argument("stage", choices=PER_CORPUS_STAGES)
+    stage.add_argument("corpus")
+    stage.add_argument("--workers", type=int, help="local worker processes (default: $AVLIPS_WORKERS or all cores)")
+    stage.add_argument("--scheduler", help="address of a running dask scheduler (default: $DASK_SCHEDULER_ADDRESS)")
+
+    sub.add_parser("status", help="per corpus and stage: videos ok / failed / skipped / pending")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "corpus":
+            return _corpus(args)
+        if args.command == "stage":
+            return _stage(args)
+        if args.command == "status":
+            from pipeline.report import status_table
+
+            print(status_table().to_string(index=False))
+            return 0
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def _corpus(args) -> int:
+    from pipeline import registry
+
+    if args.action == "add":
+        corpus, manifest = registry.add_corpus(args.name, args.raw_dir, args.pattern, args.role, args.label,
+                                               args.method, args.group_by)
+        states = manifest.scan_state.value_counts().to_dict()
+        print(f"corpus {corpus.name}: {len(manifest)} videos ({', '.join(f'{n} {s}' for s, n in states.items())}); "
+              f"splits {manifest.split.value_counts().to_dict()}; "
+              f"{int(manifest.probe_error.notna().sum())} unreadable")
+    elif args.action == "list":
+        table = registry.list_corpora()
+        print(table.to_string(index=False) if len(table) else "no corpora registered")
+    elif args.action == "remove":
+        left = registry.remove_corpus(args.name)
+        print(f"removed corpus {args.name} from params.yaml and its source manifest")
+        for folder in left:
+            print(f"  generated data left in place (delete it if no longer needed): {folder}")
+    return 0
+
+
+def _stage(args) -> int:
+    import importlib
+
+    from pipeline.cluster import dask_client
+
+    stage = importlib.import_module(f"pipeline.stages.{args.stage}")
+    with dask_client(args.scheduler, args.workers) as client:
+        stage.run(args.corpus, client)
+    return 0
+
+
+if __name__ == "__main__":
+    pd.set_option("display.width", 200)
+    raise SystemExit(main())

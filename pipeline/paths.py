@@ -1,0 +1,34 @@
+"""Where every generated file lives. One place, so stages and tools agree."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PARAMS_FILE = "params.yaml"
+
+
+def project_root() -> Path:
+    """The project root: $AVLIPS_ROOT when set (tests), else the current directory (dvc runs stages there)."""
+    return Path(os.environ.get("AVLIPS_ROOT", ".")).resolve()
+
+
+def params_path() -> Path:
+    return project_root() / PARAMS_FILE
+
+
+def source_manifest_path(corpus: str) -> Path:
+    return project_root() / "data_manifests" / f"{corpus}.parquet"
+
+
+def stage_dir(stage: str, corpus: str) -> Path:
+    """Output folder of a per-corpus stage, e.g. data/resample/vox2_dev."""
+    return project_root() / "data" / stage / corpus
+
+
+def status_dir(stage: str, corpus: str) -> Path:
+    """Per-video status records (one JSON each), written last so they mark finished work."""
+    return stage_dir(stage, corpus) / "status"
+
+
+def status_table_path(stage: str, corpus: str) -> Path:
+    return stage_dir(stage, corpus) / "status.parquet"

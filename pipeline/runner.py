@@ -1,0 +1,119 @@
+"""Run one stage's per-video work on dask, skipping finished videos and recording every outcome.
+
+A video is finished when its status record exists with the same fingerprint (inputs + params). Work
+functions raise StageFailure for expected, deterministic failures; the wrapper turns those, and any
+unexpected error, into status rows, so dask never retries them and one bad video never stops the rest.
+"""
+from __future__ import annotations
+
+import io
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+from distributed import Client, as_completed
+from tqdm import tqdm
+
+from pipeline import paths
+from pipeline.atomic import remove_leftover_tmp_files, write_bytes_atomic
+from pipeline.status import FAILED, OK, StageFailure, StatusRecord, read_record, records_to_table, write_record
+
+
+@dataclass
+class VideoTask:
+    stage: str
+    corpus: str
+    video_id: str
+    fingerprint: str
+    inputs: dict = field(default_factory=dict)  # stage-specific: paths and params, all picklable
+
+
+WorkFn = Callable[[VideoTask], dict]
+
+
+def execute(work: WorkFn, task: VideoTask) -> StatusRecord:
+    """Run `work` on one video, on a worker; the record is written there, so finished work survives a kill."""
+    start = time.perf_counter()
+    try:
+        details = work(task)
+        status, reason = OK, details.pop("note", "")  # an ok video may still carry a remark
+    except StageFailure as exc:
+        status, reason, details = exc.status, exc.reason, exc.details
+    except Exception as exc:  # a bug or an unforeseen input: still a row, with enough to report it
+        status, reason = FAILED, f"unexpected error: {type(exc).__name__}: {exc}"
+        details = {"traceback": traceback.format_exc(limit=5)}
+    record = StatusRecord(task.corpus, task.video_id, task.stage, status, reason, task.fingerprint,
+                          round(time.perf_counter() - start, 3), details)
+    write_record(record)
+    return record
+
+
+def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn, client: Client,
+              settled: list[StatusRecord] = (), window_per_worker: int = 4) -> list[StatusRecord]:
+    """Process `tasks` not already finished; `settled` are rows decided without work (e.g. missing sources).
+
+    Returns the records of every video, and writes the stage's status table.
+    """
+    remove_leftover_tmp_files(paths.stage_dir(stage, corpus))
+    records: list[StatusRecord] = []
+    todo: list[VideoTask] = []
+    for task in tasks:
+        previous = read_record(stage, corpus, task.video_id)
+        if previous is not None and previous.fingerprint == task.fingerprint:
+            records.append(previous)
+        else:
+            todo.append(task)
+    for record in settled:
+        write_record(record)
+        records.append(record)
+
+    reused = len(records) - len(settled)
+    if todo:
+        records += _run_on_dask(stage, corpus, todo, work, client, window_per_worker)
+    _prune_stale_records(stage, corpus, {t.video_id for t in tasks} | {r.video_id for r in settled})
+    write_status_table(stage, corpus, records)
+    counts = {s: sum(r.status == s for r in records) for s in ("ok", "failed", "skipped")}
+    print(f"{stage}@{corpus}: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped "
+          f"({reused} already done, {len(todo)} processed now)", file=sys.stderr)
+    return records
+
+
+def _run_on_dask(stage, corpus, todo, work, client, window_per_worker) -> list[StatusRecord]:
+    # A bounded window of futures in flight keeps the scheduler small for corpora of millions of videos.
+    window = max(1, window_per_worker * max(1, len(client.scheduler_info().get("workers", {})) or 1))
+    pending = iter(todo)
+
+    def submit(task: VideoTask):
+        return client.submit(execute, work, task, key=f"{stage}-{corpus}-{task.video_id}", pure=False, retries=0)
+
+    futures = as_completed([submit(t) for _, t in zip(range(window), pending)])
+    results = []
+    with tqdm(total=len(todo), desc=f"{stage}@{corpus}", unit="video", file=sys.stderr) as bar:
+        for future in futures:
+            results.append(future.result())
+            future.release()
+            bar.update(1)
+            nxt = next(pending, None)
+            if nxt is not None:
+                futures.add(submit(nxt))
+    return results
+
+
+def _prune_stale_records(stage: str, corpus: str, keep: set[str]) -> None:
+    folder = paths.status_dir(stage, corpus)
+    if folder.exists():
+        for path in folder.glob("*.json"):
+            if path.stem not in keep:
+                path.unlink()
+
+
+def write_status_table(stage: str, corpus: str, records: list[StatusRecord]) -> None:
+    table = records_to_table(records).drop(columns=["seconds"], errors="ignore")  # timing varies run to run
+    table = table.drop(columns=[c for c in table.columns if c.endswith(".traceback")])
+    path = paths.status_table_path(stage, corpus)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    write_bytes_atomic(path, buffer.getvalue())

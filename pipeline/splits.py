@@ -1,0 +1,29 @@
+"""Group-aware split assignment: a seeded hash of the group, so no group straddles two splits and a
+rescan that adds videos never moves an existing group."""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import PurePosixPath
+
+
+def group_of(relpath: str, group_by: str | None) -> str:
+    """The group (speaker, source identity) of a video. Default: its top folder, else its file stem."""
+    if group_by:
+        match = re.search(group_by, relpath)
+        if match is None:
+            raise ValueError(f"group-by pattern {group_by!r} does not match {relpath!r}")
+        return match.group(1) if match.groups() else match.group(0)
+    parts = PurePosixPath(relpath).parts
+    return parts[0] if len(parts) > 1 else PurePosixPath(relpath).stem
+
+
+def split_of(group: str, val: float, test: float, seed: int) -> str:
+    """'test', 'val' or 'train' from a uniform number derived from (seed, group)."""
+    digest = hashlib.sha256(f"{seed}:{group}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < test:
+        return "test"
+    if u < test + val:
+        return "val"
+    return "train"

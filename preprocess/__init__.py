@@ -1,0 +1,1 @@
+"""Per-video media steps: resample, track, align, crop. Pure functions of files and params."""

@@ -1,0 +1,43 @@
+"""The one place we call the ffmpeg program: argument lists only, never a shell string.
+
+A system ffmpeg on PATH is preferred; otherwise the static binary shipped by the imageio-ffmpeg package,
+so set-up needs pip alone.
+"""
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+
+
+class FFmpegError(RuntimeError):
+    """ffmpeg exited non-zero; `message` holds the last lines it printed."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    system = shutil.which("ffmpeg")
+    if system:
+        return system
+    import imageio_ffmpeg  # pip-installed fallback
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def run_ffmpeg(args: list[str], timeout: float | None = None) -> str:
+    """Run ffmpeg with `args` (no program name); return its stderr log. Raise FFmpegError on failure."""
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    log = proc.stderr.decode("utf-8", errors="replace")
+    if proc.returncode != 0:
+        raise FFmpegError(last_lines(log) or f"ffmpeg exited with code {proc.returncode}")
+    return log
+
+
+def last_lines(log: str, n: int = 3) -> str:
+    lines = [line.strip() for line in log.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-n:])

@@ -7,6 +7,7 @@ unexpected error, into status rows, so dask never retries them and one bad video
 from __future__ import annotations
 
 import io
+import os
 import sys
 import time
 import traceback
@@ -28,6 +29,7 @@ class VideoTask:
     video_id: str
     fingerprint: str
     inputs: dict = field(default_factory=dict)  # stage-specific: paths and params, all picklable
+    root: str = field(default_factory=lambda: str(paths.project_root()))  # travels to remote workers
 
 
 WorkFn = Callable[[VideoTask], dict]
@@ -35,6 +37,7 @@ WorkFn = Callable[[VideoTask], dict]
 
 def execute(work: WorkFn, task: VideoTask) -> StatusRecord:
     """Run `work` on one video, on a worker; the record is written there, so finished work survives a kill."""
+    os.environ["AVLIPS_ROOT"] = task.root  # workers may run elsewhere: write where the client reads
     start = time.perf_counter()
     try:
         details = work(task)

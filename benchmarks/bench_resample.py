@@ -28,6 +28,8 @@ def plain_decode_seconds(src: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--copies", type=int, default=4, help="copies of each clip in the stage runs")
+    parser.add_argument("--long-minutes", type=float, default=10.0,
+                        help="length of the synthetic long video used for the memory figure (0: skip)")
     args = parser.parse_args()
 
     from preprocess.probe import probe
@@ -82,6 +84,32 @@ def main() -> None:
                 wall = time.perf_counter() - start
             print(f"stage, {workers} worker(s): {len(manifest)} videos, {seconds:.0f} s of video in {wall:.2f} s "
                   f"= {seconds / wall:.1f} s of video per wall-second")
+    if args.long_minutes:
+        long_video_memory(args.long_minutes)
+
+
+def long_video_memory(minutes: float) -> None:
+    """Peak memory of resampling one long 29.97 fps video: it must not grow with the video's length."""
+    import resource
+
+    from preprocess.ffmpeg import run_ffmpeg
+    from preprocess.resample import ResampleParams, resample_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "long.mp4"
+        seconds = minutes * 60
+        run_ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size=320x240:rate=30000/1001:duration={seconds}",
+                    "-f", "lavfi", "-i", f"sine=frequency=300:sample_rate=48000:duration={seconds}",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(src)])
+        before_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        details = resample_video(src, Path(tmp) / "v.mkv", Path(tmp) / "a.wav", ResampleParams())
+        wall = time.perf_counter() - start
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        after_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(f"long video: {minutes:.0f} min, {details['n_frames']} frames, {wall:.1f} s "
+              f"({seconds / wall:.0f} s of video/s); peak RSS python {after_self / 1024:.0f} MiB "
+              f"(+{(after_self - before_self) / 1024:.0f} MiB during the run), ffmpeg children {children / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

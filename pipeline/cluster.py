@@ -10,7 +10,12 @@ import contextlib
 import logging
 import os
 
+import dask
 from distributed import Client, LocalCluster
+
+# A video that kills its worker (a decoder crash) would otherwise be rescheduled onto 3 more workers and
+# kill them too; one more try covers a worker lost for unrelated reasons.
+dask.config.set({"distributed.scheduler.allowed-failures": 1})
 
 
 def default_workers() -> int:
@@ -28,7 +33,8 @@ def dask_client(scheduler: str | None = None, workers: int | None = None):
         n_workers=workers or default_workers(),
         threads_per_worker=1,  # media libraries bring their own threads; one task per process
         processes=True,
-        dashboard_address=None,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",  # a free port, so parallel runs never clash
         silence_logs=logging.ERROR,
     ) as cluster, Client(cluster) as client:
         yield client

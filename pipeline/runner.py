@@ -91,17 +91,33 @@ def _run_on_dask(stage, corpus, todo, work, client, window_per_worker) -> list[S
     def submit(task: VideoTask):
         return client.submit(execute, work, task, key=f"{stage}-{corpus}-{task.video_id}", pure=False, retries=0)
 
+    by_key = {f"{stage}-{corpus}-{t.video_id}": t for t in todo}
     futures = as_completed([submit(t) for _, t in zip(range(window), pending)])
     results = []
     with tqdm(total=len(todo), desc=f"{stage}@{corpus}", unit="video", file=sys.stderr) as bar:
         for future in futures:
-            results.append(future.result())
+            results.append(_result_or_crash_record(future, by_key[future.key]))
             future.release()
             bar.update(1)
             nxt = next(pending, None)
             if nxt is not None:
                 futures.add(submit(nxt))
     return results
+
+
+def _result_or_crash_record(future, task: VideoTask) -> StatusRecord:
+    """The worker's record, or, when the worker process itself died (a decoder crash, out of memory), a
+    failed record written here, so the stage goes on and the video is not retried blindly on every run."""
+    try:
+        return future.result()
+    except Exception as exc:
+        record = StatusRecord(
+            task.corpus, task.video_id, task.stage, FAILED,
+            f"the worker process died while processing this video ({type(exc).__name__}); to retry it, delete "
+            f"{paths.status_dir(task.stage, task.corpus) / (task.video_id + '.json')}",
+            task.fingerprint)
+        write_record(record)
+        return record
 
 
 def _prune_stale_records(stage: str, corpus: str, keep: set[str]) -> None:

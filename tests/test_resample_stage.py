@@ -129,3 +129,20 @@ def test_status_command_counts_per_stage(project, testdata, dask_client):
                            capture_output=True, text=True)
     row = [line.split() for line in after.stdout.splitlines() if line.split()[:2] == ["grid", "resample"]][0]
     assert row[2:7] == ["2", "1", "1", "0", "0"]
+
+
+def crash_on_second(task):
+    """A work function whose process dies on one video, like a decoder segfault would."""
+    if task.video_id == "v1":
+        os._exit(11)
+    return {"n": 1}
+
+
+def test_a_worker_that_dies_becomes_a_failed_row(project, dask_client):
+    from pipeline.runner import VideoTask, run_stage
+
+    tasks = [VideoTask("crashy", "c", f"v{i}", "fp") for i in range(3)]
+    records = {r.video_id: r for r in run_stage("crashy", "c", tasks, crash_on_second, dask_client)}
+    assert records["v0"].status == records["v2"].status == "ok"
+    assert records["v1"].status == "failed" and "worker process died" in records["v1"].reason
+    dask_client.wait_for_workers(2, timeout=60)  # the nanny restarts the dead worker

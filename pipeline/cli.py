@@ -35,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--scheduler", help="address of a running dask scheduler (default: $DASK_SCHEDULER_ADDRESS)")
 
     sub.add_parser("status", help="per corpus and stage: videos ok / failed / skipped / pending")
+
+    from pipeline import inspect as shard_inspect
+
+    shards = sub.add_parser("shards", help="what is in the shards")
+    shards_sub = shards.add_subparsers(dest="action", required=True)
+    shard_inspect.add_arguments(shards_sub.add_parser(
+        "inspect", help="samples, hours, labels, QC and failures per corpus and split; --key/--png draws a sample"))
+    sub.add_parser("collect", help="list the shards feeding each training role (the dvc stage `collect`)")
     return parser
 
 
@@ -50,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
 
             print(status_table().to_string(index=False))
             return 0
+        if args.command == "shards":
+            from pipeline import inspect as shard_inspect
+
+            return shard_inspect.main(args)
+        if args.command == "collect":
+            from pipeline import collect
+
+            return collect.main()
     except (ValueError, KeyError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)

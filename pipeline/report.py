@@ -6,9 +6,9 @@ import pandas as pd
 from pipeline import paths
 from pipeline.manifest import read_manifest
 from pipeline.params import load_corpora
+from pipeline.stages import PER_CORPUS_STAGES
 from pipeline.status import read_record
 
-PER_VIDEO_STAGES = ("resample",)
 
 
 def status_table() -> pd.DataFrame:
@@ -20,7 +20,7 @@ def status_table() -> pd.DataFrame:
                          "pending": 0, "note": "no source manifest: run `corpus add`"})
             continue
         video_ids = read_manifest(manifest_path).video_id.tolist()
-        for stage in PER_VIDEO_STAGES:
+        for stage in PER_CORPUS_STAGES:
             counts = {"ok": 0, "failed": 0, "skipped": 0, "pending": 0}
             for video_id in video_ids:
                 record = read_record(stage, corpus.name, video_id)

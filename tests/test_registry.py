@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import GRID_CLIPS, REPO, copy_clip
+from conftest import GRID_CLIPS, copy_clip
 from pipeline import paths
 from pipeline.manifest import COLUMNS, read_manifest, video_id_for
 from pipeline.params import load_corpora

@@ -1,0 +1,93 @@
+"""End-to-end preprocessing throughput on the shared clips (dlib path), and shard read speed.
+
+    python benchmarks/bench_preprocess.py [--copies 3]
+
+Runs resample -> track -> align -> crop in a scratch project on `--copies` copies (symlinks) of the
+GRID and CREMA-D clips, with one single-threaded dask worker (one core for the Python work; ffmpeg and
+the PyAV decoder may use extra threads), and prints frames per second per stage and end to end. Until
+the track stage lands, boxes come from dlib's HOG detector written in the track contract (timed
+separately as `track (HOG stand-in)`); with the track stage present and the RetinaFace weights in
+../shared/weights, the real track stage runs. Then reads every shard with WebDataset (decoding the .npy and
+json fields) and prints samples/s. Nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--copies", type=int, default=3, help="copies of each clip")
+    parser.add_argument("--read-passes", type=int, default=20, help="passes over the shards when timing reads")
+    args = parser.parse_args()
+
+    import pandas as pd
+
+    import test_align_helpers as h
+    from pipeline.manifest import scan_corpus, write_manifest
+    from pipeline.params import get_corpus, load_params
+    from pipeline.stages import align, crop, resample
+
+    root = Path(tempfile.mkdtemp(prefix="avlips-bench-")) / "project"
+    for sub, clips in (("grid", h.GRID), ("cremad", h.CREMAD)):
+        (root / "raw" / sub).mkdir(parents=True)
+        for copy in range(args.copies):
+            for clip in clips:
+                (root / "raw" / sub / f"c{copy}_{clip.name}").symlink_to(clip)
+    retinaface = h.SHARED / "weights" / "retinaface" / "retinaface_mobilenet0.25.pth"
+    try:
+        from pipeline.stages import track
+    except ImportError:
+        track = None
+    real_track = track is not None and retinaface.exists()
+    text = h.PARAMS.replace("maxcount: 4", "maxcount: 1000")
+    if real_track:
+        text += f"weights:\n  retinaface: {retinaface}\n"
+    (root / "params.yaml").write_text(text)
+    (root / "data_manifests").mkdir()
+    times = {}
+    with h.project_env(root), h.local_client() as client:
+        params = load_params()
+        for name in ("gridt", "cremadt"):
+            write_manifest(scan_corpus(get_corpus(name, params)), root / "data_manifests" / f"{name}.parquet")
+        for step, fn in (("resample", lambda n: resample.run(n, client)),
+                         (("track", lambda n: track.run(n, client)) if real_track else
+                          ("track (HOG stand-in)", h.write_track_outputs)),
+                         ("align", lambda n: align.run(n, client)), ("crop", crop.run)):
+            start = time.perf_counter()
+            for name in ("gridt", "cremadt"):
+                fn(name)
+            times[step] = time.perf_counter() - start
+        manifests = (root / "data" / "shards").glob("*/manifest.parquet")
+        frames = sum(int(pd.read_parquet(p).n_frames.sum()) for p in manifests)
+    print(f"\n{frames} frames in shards ({args.copies} copies of {len(h.GRID) + len(h.CREMAD)} clips), one worker:")
+    for step, seconds in times.items():
+        print(f"  {step:<22} {seconds:7.2f} s  {frames / seconds:8.1f} frames/s")
+    ours = sum(v for k, v in times.items() if not k.startswith("track"))
+    print(f"  {'resample+align+crop':<22} {ours:7.2f} s  {frames / ours:8.1f} frames/s (without track)")
+    total = sum(times.values())
+    print(f"  {'end to end':<22} {total:7.2f} s  {frames / total:8.1f} frames/s (resample to shards)")
+
+    import webdataset as wds
+
+    urls = sorted(glob.glob(str(root / "data" / "shards" / "*" / "*.tar")))
+    n = 0
+    start = time.perf_counter()
+    for _ in range(args.read_passes):
+        for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode():
+            n += 1
+    seconds = time.perf_counter() - start
+    print(f"shard read (WebDataset, .npy + json decoded): {n / seconds:.0f} samples/s "
+          f"({n} samples, {n * frames / (n // args.read_passes) / seconds:.0f} frames/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""Inspecting shards: what is inside, in words and pictures; and per-stage status counts.
+
+    python -m pipeline shards inspect [CORPUS] [--json]
+    python -m pipeline shards inspect [CORPUS] --key KEY --png FILE
+
+The table gives, per corpus and split: samples, videos, hours, labels, methods, QC figures (fraction of
+interpolated frames, sync confidence, mouth centring) and the failures of every stage grouped by reason
+(each video counted once, at the first stage that did not pass it). `--key` renders a contact sheet of one
+sample: its mouth frames with landmarks, its aligned 256x256 face and its audio waveform.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import paths
+from pipeline.params import load_corpora
+from pipeline.status import read_record
+
+from pipeline.stages import PER_CORPUS_STAGES as STAGES
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of `shards inspect` (the caller makes the subparser)."""
+    parser.add_argument("corpus", nargs="?", help="one registered corpus (default: all)")
+    parser.add_argument("--key", help="a sample key (<corpus>__<video_id>__<segment>) to draw")
+    parser.add_argument("--png", help="where to write the contact sheet of --key (default: <key>.png)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    corpora = _corpora(args.corpus)
+    if args.key:
+        png = Path(args.png or f"{args.key}.png")
+        info = contact_sheet(args.key, png, corpora)
+        print(json.dumps(info, indent=1, sort_keys=True, default=str) if args.json else
+              f"wrote {png}: {args.key} ({info['n_frames']} frames, split {info['split']}, label {info['label']})")
+        return 0
+    result = summary(corpora)
+    print(json.dumps(result, indent=1, sort_keys=True, default=str) if args.json else render(result))
+    return 0
+
+
+def _corpora(name: str | None) -> list[str]:
+    known = sorted(load_corpora())
+    if name is None:
+        return known
+    if name not in known:
+        raise KeyError(f"corpus '{name}' is not registered in params.yaml (registered: {', '.join(known) or 'none'})")
+    return [name]
+
+
+# ------------------------------------------------------------------------------------------- summary
+def shard_dir(corpus: str) -> Path:
+    return paths.project_root() / "data" / "shards" / corpus
+
+
+def read_shard_manifest(corpus: str) -> pd.DataFrame | None:
+    path = shard_dir(corpus) / "manifest.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def _video_ids(corpus: str) -> list[str]:
+    path = paths.source_manifest_path(corpus)
+    return pd.read_parquet(path, columns=["video_id"]).video_id.tolist() if path.exists() else []
+
+
+def _generic(reason: str) -> str:
+    """Reasons differ in their numbers ("too short: 12 frames"); group them without."""
+    return re.sub(r"\d+(\.\d+)?", "N", reason or "")
+
+
+def failures(corpus: str) -> list[dict]:
+    """Every video not ok, counted once at the first stage that did not pass it, grouped by reason."""
+    groups: dict[tuple, dict] = {}
+    for video_id in _video_ids(corpus):
+        for stage in STAGES:
+            record = read_record(stage, corpus, video_id)
+            if record is None:
+                break  # pending from here on, not a failure
+            if record.status != "ok":
+                if record.details.get("upstream"):
+                    continue  # a mere echo of an earlier stage's failure
+                key = (stage, record.status, _generic(record.reason))
+                entry = groups.setdefault(key, {"stage": stage, "status": record.status, "reason": record.reason,
+                                                "videos": 0, "examples": []})
+                entry["videos"] += 1
+                if len(entry["examples"]) < 3:
+                    entry["examples"].append(video_id)
+                break
+    return sorted(groups.values(), key=lambda g: (STAGES.index(g["stage"]), -g["videos"], g["reason"]))
+
+
+def _counts(series: pd.Series) -> dict:
+    return {str(k): int(v) for k, v in series.fillna("-").value_counts().sort_index().items()}
+
+
+def summary(corpora: list[str]) -> dict:
+    out = {}
+    for corpus in corpora:
+        table = read_shard_manifest(corpus)
+        splits = {}
+        if table is not None:
+            for split, rows in table.groupby("split", sort=True):
+                conf = pd.to_numeric(rows.sync_confidence, errors="coerce")
+                splits[split] = {
+                    "samples": int(len(rows)), "videos": int(rows.video_id.nunique()),
+                    "shards": int(rows.shard.nunique()), "hours": round(float(rows.seconds.sum()) / 3600, 4),
+                    "labels": _counts(rows.label), "methods": _counts(rows.method),
+                    "interpolated_fraction": round(float(np.average(rows.interpolated_fraction,
+                                                                    weights=rows.n_frames)), 4),
+                    "sync_confidence_median": None if conf.isna().all() else round(float(conf.median()), 3),
+                    "mouth_offset_mean": round(float(rows.mouth_offset_mean.mean()), 3),
+                    "mouth_offset_max": round(float(rows.mouth_offset_max.max()), 3),
+                    "without_audio": int((~rows.has_audio.astype(bool)).sum()),
+                    "landmark_backend": _counts(rows.landmark_backend),
+                }
+        out[corpus] = {"packed": table is not None, "splits": splits, "failures": failures(corpus),
+                       "videos": len(_video_ids(corpus))}
+    return out
+
+
+def render(result: dict) -> str:
+    lines = []
+    for corpus, info in result.items():
+        lines.append(f"== {corpus}: {info['videos']} source videos")
+        if not info["packed"]:
+            lines.append("   no shards yet (run the crop stage)")
+        if info["splits"]:
+            rows = []
+            for split, s in info["splits"].items():
+                rows.append({"split": split, "samples": s["samples"], "videos": s["videos"], "shards": s["shards"],
+                             "hours": s["hours"], "labels": _fmt(s["labels"]), "methods": _fmt(s["methods"]),
+                             "interp": s["interpolated_fraction"], "sync_conf": s["sync_confidence_median"],
+                             "mouth_off": s["mouth_offset_mean"], "no_audio": s["without_audio"],
+                             "landmarks": _fmt(s["landmark_backend"])})
+            lines += ["   " + line for line in pd.DataFrame(rows).to_string(index=False).splitlines()]
+        if info["failures"]:
+            lines.append("   not in the shards:")
+            for f in info["failures"]:
+                lines.append(f"   {f['videos']:>6} {f['status']:<7} at {f['stage']:<8} {f['reason']}"
+                             f"  (e.g. {', '.join(f['examples'])})")
+        elif info["packed"]:
+            lines.append("   no failures")
+    return "\n".join(lines)
+
+
+def _fmt(counts: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+# -------------------------------------------------------------------------------------- one sample
+def find_sample(key: str, corpora: list[str]) -> tuple[str, dict]:
+    for corpus in corpora:
+        table = read_shard_manifest(corpus)
+        if table is not None:
+            hit = table[table.key == key]
+            if len(hit):
+                return corpus, hit.iloc[0].to_dict()
+    raise KeyError(f"no sample with key {key!r} in the shard manifests of {', '.join(corpora) or 'no corpus'}")
+
+
+def read_sample(corpus: str, shard: str, key: str) -> dict:
+    """The fields of one sample, straight from its tar (arrays load without pickle)."""
+    fields = {}
+    with tarfile.open(shard_dir(corpus) / shard) as tar:
+        for member in tar:
+            name = member.name
+            if not name.startswith(key + "."):
+                continue
+            data = tar.extractfile(member).read()
+            field = name[len(key) + 1:]
+            fields[field] = json.loads(data) if field == "json" else np.load(io.BytesIO(data), allow_pickle=False)
+    if not fields:
+        raise KeyError(f"sample {key} not found in {shard}")
+    return fields
+
+
+def _aligned_face(corpus: str, sample: dict) -> np.ndarray | None:
+    """The aligned face of the middle frame, from the resampled video and the align stage's transform."""
+    from pipeline.stages import align as align_stage
+    from preprocess.align.mouth import aligned_face
+    from preprocess.align.video import load_aligned
+
+    meta = sample["json"]
+    npz = align_stage.output_path(corpus, meta["video_id"])
+    video = paths.stage_dir("resample", corpus) / "video" / f"{meta['video_id']}.mkv"
+    if not npz.exists() or not video.exists():
+        return None
+    arrays, _ = load_aligned(npz)
+    rows = np.flatnonzero(arrays["piece"] == meta["segment"])
+    row = rows[len(rows) // 2]
+    target = int(arrays["frame"][row])
+    from preprocess.media import iter_frame_batches
+
+    seen = 0
+    for batch in iter_frame_batches(video, batch=32):
+        if seen + len(batch) > target:
+            return aligned_face(batch[target - seen], arrays["transforms"][row])
+        seen += len(batch)
+    return None
+
+
+def contact_sheet(key: str, png: Path, corpora: list[str]) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from preprocess.align import geometry
+
+    corpus, row = find_sample(key, corpora)
+    sample = read_sample(corpus, row["shard"], key)
+    video, audio, lms, meta = sample["video.npy"], sample["audio.npy"], sample["landmarks.npy"], sample["json"]
+    t = len(video)
+    picks = np.unique(np.linspace(0, t - 1, min(t, 12)).round().astype(int))
+    face = _aligned_face(corpus, sample)
+    fig = plt.figure(figsize=(12, 9), dpi=100)
+    grid = fig.add_gridspec(4, 6)
+    for i, frame_index in enumerate(picks):
+        ax = fig.add_subplot(grid[i // 4, i % 4])
+        ax.imshow(video[frame_index], cmap=None if video.ndim == 4 else "gray", vmin=0, vmax=255)
+        ax.scatter(lms[frame_index, :, 0], lms[frame_index, :, 1], s=3, c="lime")
+        ax.scatter(lms[frame_index, 48:68, 0], lms[frame_index, 48:68, 1], s=3, c="red")
+        ax.set_xlim(-0.5, video.shape[2] - 0.5)
+        ax.set_ylim(video.shape[1] - 0.5, -0.5)
+        ax.set_title(f"frame {meta['start_frame'] + frame_index}", fontsize=7)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[0:2, 4:6])
+    if face is not None:
+        ax.imshow(face)
+        ax.scatter(geometry.TEMPLATE[:, 0], geometry.TEMPLATE[:, 1], s=8, c="cyan")
+        ax.set_title("aligned face (middle frame), template points", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "aligned face unavailable\n(align or resample output missing)", ha="center")
+    ax.axis("off")
+    ax = fig.add_subplot(grid[2:4, 4:6])
+    ax.axis("off")
+    ax.text(0, 1, "\n".join(f"{k}: {meta[k]}" for k in sorted(meta) if k != "qc") +
+            "\n" + "\n".join(f"qc.{k}: {v}" for k, v in meta.get("qc", {}).items()),
+            va="top", fontsize=7, family="monospace")
+    ax = fig.add_subplot(grid[3, 0:4])
+    wave = audio.reshape(-1)
+    ax.plot(np.arange(len(wave)) / meta["sample_rate"], wave, lw=0.4)
+    ax.set_xlim(0, len(wave) / meta["sample_rate"])
+    ax.set_ylim(-1, 1)
+    ax.set_xlabel("seconds")
+    ax.set_title("audio (16 kHz)" + ("" if meta.get("has_audio", True) else " - none in the source: zeros"),
+                 fontsize=8)
+    fig.suptitle(f"{key}  ({corpus}, {meta['split']}, {meta['label']}, {t} frames, "
+                 f"landmarks: {meta['landmark_backend']})", fontsize=9)
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
+    plt.close(fig)
+    return {"key": key, "corpus": corpus, "png": str(png), "n_frames": t, "split": meta["split"],
+            "label": meta["label"], "shard": row["shard"]}
+
+
+if __name__ == "__main__":  # python -m pipeline.inspect [CORPUS] ... (until the CLI wires `shards inspect`)
+    pd.set_option("display.width", 200)
+    raise SystemExit(main(add_arguments(argparse.ArgumentParser(description=__doc__)).parse_args()))

@@ -1,0 +1,133 @@
+"""align@CORPUS: 68 landmarks on the tracked face, canonical alignment and 96x96 mouth crops, per video.
+
+Reads the track stage's boxes (`data/track/<corpus>/boxes/<video_id>.parquet`, one row per frame of each
+kept segment) and segments (`tracks.parquet`), the resampled video and audio, and writes one
+`data/align/<corpus>/aligned/<video_id>.npz` per video (see preprocess/align/video.py) in one decode.
+Only videos whose track record is ok go on; the others get a `skipped` row naming the track's reason.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import paths
+from pipeline.manifest import read_manifest
+from pipeline.params import get_corpus, load_params, stable_hash
+from pipeline.runner import VideoTask, run_stage
+from pipeline.status import OK, SKIPPED, StatusRecord, read_record, record_path
+from preprocess.align.config import AlignParams
+
+STAGE = "align"
+TRACK = "track"
+RESAMPLE = "resample"
+VERSION = 1  # bump when the alignment itself changes, so finished videos are redone
+
+_LANDMARKERS: dict = {}  # per worker process: the model is loaded once, not once per video
+
+
+def align_params(params: dict) -> AlignParams:
+    section = params.get(STAGE) or {}
+    known = {k: section[k] for k in AlignParams.__dataclass_fields__ if k in section}
+    return AlignParams(**known)
+
+
+def output_path(corpus: str, video_id: str) -> Path:
+    return paths.stage_dir(STAGE, corpus) / "aligned" / f"{video_id}.npz"
+
+
+def track_paths(corpus: str) -> tuple[Path, Path]:
+    out = paths.stage_dir(TRACK, corpus)
+    return out / "boxes", out / "tracks.parquet"
+
+
+def weights_identity(path: Path | None) -> str | None:
+    """Name and size of a weight file: enough to notice a different model without hashing it each run."""
+    return None if path is None else f"{path.name}:{path.stat().st_size}"
+
+
+def resolve_weights(stage_params: AlignParams, params: dict) -> Path | None:
+    if stage_params.backend != "fan":
+        return None
+    from preprocess.weights import FAN_FILE, FAN_URL, resolve_weights
+
+    return resolve_weights((params.get("weights") or {}).get("fan"), FAN_FILE, FAN_URL, "FAN landmark weights",
+                           "fan", hint="; or set align.backend: dlib, which works offline")
+
+
+def landmarker_for(stage_params: AlignParams, weights: str | None):
+    key = (stage_params.backend, stage_params.dlib_refine, stage_params.fan_reference_scale,
+           stage_params.batch_size, weights)
+    if key not in _LANDMARKERS:
+        from preprocess.align.video import make_landmarker
+
+        _LANDMARKERS.clear()
+        _LANDMARKERS[key] = make_landmarker(stage_params, Path(weights) if weights else None)
+    return _LANDMARKERS[key]
+
+
+def work(task: VideoTask) -> dict:
+    from preprocess.align.video import align_video
+
+    inp = task.inputs
+    landmarker = landmarker_for(inp["params"], inp["weights"])
+    boxes = pd.read_parquet(inp["boxes"])
+    tracks = pd.DataFrame(inp["segments"])
+    audio = Path(inp["audio"])
+    return align_video(Path(inp["video"]), audio if audio.exists() else None, boxes, tracks, inp["params"],
+                       landmarker, output_path(task.corpus, task.video_id))
+
+
+def run(corpus_name: str, client) -> list[StatusRecord]:
+    params = load_params()
+    get_corpus(corpus_name, params)
+    stage_params = align_params(params)
+    weights = resolve_weights(stage_params, params)  # a missing model stops here, before any video
+    manifest = read_manifest(paths.source_manifest_path(corpus_name))
+    boxes_dir, tracks_path = track_paths(corpus_name)
+    segments = _segments_by_video(tracks_path)
+    resample_out = paths.stage_dir(RESAMPLE, corpus_name)
+    tasks, settled = [], []
+    for video_id in manifest.video_id:
+        record = read_record(TRACK, corpus_name, video_id)
+        if record is None or record.status != OK:
+            why = "not tracked yet (run the track stage)" if record is None else \
+                f"track stage {record.status}: {record.reason}"
+            settled.append(StatusRecord(corpus_name, video_id, STAGE, SKIPPED, why, details={"upstream": TRACK}))
+            continue
+        fingerprint = stable_hash(VERSION, record.fingerprint, asdict(stage_params), weights_identity(weights))
+        forget_if_output_lost(corpus_name, video_id)
+        tasks.append(VideoTask(STAGE, corpus_name, video_id, fingerprint, {
+            "boxes": str(boxes_dir / f"{video_id}.parquet"), "segments": segments.get(video_id, []),
+            "video": str(resample_out / "video" / f"{video_id}.mkv"),
+            "audio": str(resample_out / "audio" / f"{video_id}.wav"),
+            "params": stage_params, "weights": str(weights) if weights else None}))
+    records = run_stage(STAGE, corpus_name, tasks, work, client, settled)
+    prune_outputs(corpus_name, {r.video_id for r in records if r.status == OK})
+    return records
+
+
+def _segments_by_video(tracks_path: Path) -> dict[str, list[dict]]:
+    """The track stage's per-segment rows (sync offset, audio shift ...), grouped by video, read once."""
+    if not tracks_path.exists():
+        return {}
+    table = pd.read_parquet(tracks_path)
+    table = table.astype(object).where(table.notna(), None)
+    return {vid: rows.drop(columns=["video_id"]).to_dict("records") for vid, rows in table.groupby("video_id")}
+
+
+def forget_if_output_lost(corpus: str, video_id: str) -> None:
+    """An ok record whose .npz has gone (deleted by hand, disk trouble) must not count as finished."""
+    done = read_record(STAGE, corpus, video_id)
+    if done is not None and done.status == OK and not output_path(corpus, video_id).exists():
+        record_path(STAGE, corpus, video_id).unlink(missing_ok=True)
+
+
+def prune_outputs(corpus: str, keep: set[str]) -> None:
+    """Outputs exist for exactly the videos whose status is ok."""
+    folder = paths.stage_dir(STAGE, corpus) / "aligned"
+    if folder.exists():
+        for path in folder.iterdir():
+            if path.stem not in keep:
+                path.unlink()

@@ -1,0 +1,27 @@
+"""Parameters of the align stage (params.yaml `align:`); every field changes results, so all are hashed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BACKENDS = ("fan", "dlib")
+
+
+@dataclass(frozen=True)
+class AlignParams:
+    backend: str = "fan"  # fan (face-alignment 2DFAN4, the paper's choice) | dlib (offline, CPU)
+    batch_size: int = 32  # frames per landmark batch (FAN runs them as one forward pass)
+    fan_reference_scale: float = 165.0  # FAN crop size rule for the tracker's boxes (RetinaFace: 165)
+    fan_min_score: float = 0.2  # mean heatmap peak below this: the frame's landmarks count as missing
+    dlib_refine: bool = True  # rerun dlib on a box made from its own first landmarks (detector-agnostic)
+    max_gap: int = 12  # missing-landmark runs up to this many frames are interpolated, longer ones split
+    min_frames: int = 25  # pieces shorter than this after splitting are dropped (one 1-s clip)
+    smooth_window: int = 6  # centred moving average over +-this many frames before estimating transforms
+    patch_size: int = 288  # px; per-frame face patch kept in memory between decode and crop
+    patch_scale: float = 1.6  # patch side in units of the box side
+    color: bool = False  # RGB mouth crops (T, 96, 96, 3) instead of grayscale (T, 96, 96)
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"align.backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.max_gap < 0 or self.smooth_window < 0 or self.min_frames < 1:
+            raise ValueError("align.max_gap and align.smooth_window must be >= 0, align.min_frames >= 1")

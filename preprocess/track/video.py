@@ -1,0 +1,178 @@
+"""The track step for one resampled video: detect, cut, track, score against the audio, choose the speaker."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from pipeline.status import SKIPPED, StageFailure
+from preprocess.media import iter_frame_batches, read_audio
+from preprocess.track.detect import RetinaFaceBatch, detection_scale
+from preprocess.track.motion import audio_envelope, motion_energy, mouth_patches
+from preprocess.track.params import TrackParams
+from preprocess.track.shots import ShotCuts
+from preprocess.track.sync import Choice, SyncScore, audio_shift_frames, av_energy_score, choose_speakers
+from preprocess.track.tracking import Track, build_tracks
+
+BOX_COLUMNS = ["segment", "frame", "x1", "y1", "x2", "y2", "score", "detected"]
+
+
+@dataclass
+class Decoded:
+    """What one decoding pass leaves: detections (full-frame pixels), shot cuts, small gray frames."""
+    n_frames: int
+    width: int
+    height: int
+    scale_xy: tuple[float, float]  # small frame pixels per full frame pixel
+    detections: dict[int, np.ndarray]
+    cuts: list[int]
+    gray: np.ndarray  # (T, h, w) uint8 at detection size, for the mouth motion
+
+
+def decode_and_detect(video: Path, detector: RetinaFaceBatch, params: TrackParams) -> Decoded:
+    """One pass over the video: shrink each batch, detect on every stride-th frame (and the last), find cuts."""
+    shots = ShotCuts(params.shots())
+    detections: dict[int, np.ndarray] = {}
+    grays: list[np.ndarray] = []
+    start = 0
+    size = scale_xy = None
+    last_small = None
+    for batch in iter_frame_batches(video, batch=params.batch):
+        if size is None:
+            height, width = batch.shape[1:3]
+            s = detection_scale(width, height, params.detect_short_side)
+            size = (max(2, round(width * s)), max(2, round(height * s)))
+            scale_xy = (size[0] / width, size[1] / height)
+        small = batch if size == (width, height) else np.stack(
+            [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in batch])
+        shots.feed(small)
+        grays.append(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in small]))
+        idx = [i for i in range(len(small)) if (start + i) % params.detect_stride == 0]
+        for i, det in zip(idx, detector(small[idx])):
+            detections[start + i] = _to_full(det, scale_xy)
+        start += len(small)
+        last_small = small[-1:]
+    if size is None:
+        raise StageFailure("the resampled video has no frames")
+    if (start - 1) not in detections:  # the last frame closes the tracks that reach the end
+        detections[start - 1] = _to_full(detector(last_small)[0], scale_xy)
+    return Decoded(start, width, height, scale_xy, detections, shots.cuts, np.concatenate(grays))
+
+
+def _to_full(det: np.ndarray, scale_xy: tuple[float, float]) -> np.ndarray:
+    out = det.astype(np.float32).copy()
+    out[:, [0, 2]] /= scale_xy[0]
+    out[:, [1, 3]] /= scale_xy[1]
+    return out
+
+
+def faces_at_once(tracks: list[Track], n_frames: int) -> np.ndarray:
+    """Per frame, how many tracks cover it."""
+    count = np.zeros(n_frames + 1, np.int32)
+    for t in tracks:
+        count[t.start] += 1
+        count[t.end] -= 1
+    return np.cumsum(count)[:n_frames]
+
+
+def energy_scores(decoded: Decoded, tracks: list[Track], audio: np.ndarray, params: TrackParams) -> list[SyncScore]:
+    envelope = audio_envelope(audio)
+    sx, sy = decoded.scale_xy
+    scores = []
+    for t in tracks:
+        small_boxes = t.boxes * np.array([sx, sy, sx, sy], np.float32)
+        motion = motion_energy(mouth_patches(decoded.gray, small_boxes, t.start))
+        scores.append(av_energy_score(motion, envelope[t.start: t.end], params.energy_max_lag))
+    return scores
+
+
+@dataclass
+class VideoTracks:
+    boxes: pd.DataFrame  # BOX_COLUMNS
+    segments: list[dict]  # one per kept segment, tracks.parquet columns less corpus/video_id
+    details: dict  # for the status record
+
+
+def track_video(video: Path, audio_path: Path | None, params: TrackParams, detector: RetinaFaceBatch,
+                syncnet=None, pretrain_real: bool = False) -> VideoTracks:
+    """Raise StageFailure (plain words) when no usable face track exists; never for poor sync of a fake."""
+    decoded = decode_and_detect(video, detector, params)
+    n_detected = sum(len(d) > 0 for d in decoded.detections.values())
+    if n_detected == 0:
+        raise StageFailure("no face found", frames=decoded.n_frames)
+    tracks = build_tracks(decoded.detections, decoded.cuts, params.detect_stride, params.tracking())
+    if not tracks:
+        raise StageFailure(
+            f"no face track of at least {params.min_track_frames} frames with faces of at least "
+            f"{params.min_face_size:g} px", frames=decoded.n_frames, frames_with_faces=n_detected)
+
+    audio = read_audio(audio_path) if audio_path is not None else None
+    if audio is None:
+        scores = None
+    elif syncnet is not None:
+        scores = [syncnet.score(video, t, audio) for t in tracks]
+    else:
+        scores = energy_scores(decoded, tracks, audio, params)
+    spans = [(t.start, t.end) for t in tracks]
+    sizes = [float(np.median(np.minimum(t.boxes[:, 2] - t.boxes[:, 0], t.boxes[:, 3] - t.boxes[:, 1])))
+             for t in tracks]
+    choices = choose_speakers(spans, sizes, scores, params.sync())
+    at_once = faces_at_once(tracks, decoded.n_frames)
+
+    kept, rejected = [], []
+    for choice in choices:
+        (rejected if pretrain_real and _too_poor(choice, params) else kept).append(choice)
+    details = {"frames": decoded.n_frames, "frames_detected": len(decoded.detections),
+               "frames_with_faces": n_detected, "shot_cuts": len(decoded.cuts), "face_tracks": len(tracks),
+               "segments": len(kept), "segments_rejected_low_sync": len(rejected),
+               "sync_methods": ",".join(sorted({c.method for c in choices})),
+               "speaker_ambiguous": any(c.ambiguous for c in kept),
+               "sync_confidence": [_round(c.confidence) for c in choices],
+               "track_score": [_round(c.score) for c in choices],
+               "rival_score": [_round(c.rival_score) for c in choices]}
+    if not kept:
+        best = max(choices, key=lambda c: c.confidence)
+        raise StageFailure(f"audio and lips agree too little for pretraining (best confidence "
+                           f"{best.confidence:.2f} via {best.method}, below the pretrain threshold)",
+                           status=SKIPPED, **details)
+    if details["speaker_ambiguous"]:
+        details["note"] = "several faces and no clear speaker: choice flagged ambiguous"
+
+    frames_out, segments = [], []
+    for seg, choice in enumerate(kept):
+        track = tracks[choice.index]
+        frames_out.append(_box_rows(seg, track))
+        segments.append(_segment_row(seg, track, choice, int(at_once[track.start: track.end].max()), params))
+    return VideoTracks(pd.concat(frames_out, ignore_index=True), segments, details)
+
+
+def _too_poor(choice: Choice, params: TrackParams) -> bool:
+    limit = (params.pretrain_min_syncnet_confidence if choice.method == "syncnet"
+             else params.pretrain_min_energy_correlation)
+    return limit is not None and np.isfinite(choice.confidence) and choice.confidence < limit
+
+
+def _round(x: float) -> float | None:
+    return round(float(x), 4) if np.isfinite(x) else None
+
+
+def _box_rows(segment: int, track: Track) -> pd.DataFrame:
+    n = len(track.boxes)
+    return pd.DataFrame({
+        "segment": np.full(n, segment, np.int32),
+        "frame": np.arange(track.start, track.end, dtype=np.int32),
+        **{k: track.boxes[:, i].astype(np.float32) for i, k in enumerate(["x1", "y1", "x2", "y2"])},
+        "score": track.scores.astype(np.float32),
+        "detected": track.detected.astype(bool),
+    })
+
+
+def _segment_row(segment: int, track: Track, choice: Choice, n_faces: int, params: TrackParams) -> dict:
+    score = SyncScore(choice.method, choice.confidence, choice.offset)
+    return {"segment": segment, "start_frame": track.start, "end_frame": track.end, "n_faces": n_faces,
+            "sync_method": choice.method, "sync_offset": choice.offset,
+            "sync_confidence": float(choice.confidence), "speaker_ambiguous": bool(choice.ambiguous),
+            "audio_shift_frames": audio_shift_frames(score, params.sync())}

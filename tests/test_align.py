@@ -1,0 +1,207 @@
+"""align: geometry and smoothing units, and the dlib path on the real clips (lips centred, resume)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from test_align_helpers import GRID, aligned_project, copy_project, local_client, project_env
+from preprocess.align import geometry, mouth
+from preprocess.align.smoothing import interpolate, moving_average, split_pieces
+
+pytestmark = pytest.mark.skipif(not GRID, reason="real test clips not found in ../shared/testdata")
+
+
+# ------------------------------------------------------------------------------------------ units
+def test_similarity_recovers_a_known_transform_and_the_template_is_fixed():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 300, (5, 2))
+    angle, scale, shift = 0.3, 1.7, np.array([12.0, -40.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    m = geometry.similarity(src, src @ rot.T + shift)
+    assert np.allclose(m[:, :2], rot) and np.allclose(m[:, 2], shift)
+    assert np.allclose(geometry.similarity(geometry.TEMPLATE, geometry.TEMPLATE), [[1, 0, 0], [0, 1, 0]])
+    inv = geometry.invert(m)
+    assert np.allclose(geometry.apply(geometry.compose(inv, m), src), src)
+
+
+def test_canonical_mouth_crop_stays_inside_the_canvas():
+    half = mouth.HALF
+    assert half <= geometry.MOUTH_CENTRE.min() and geometry.MOUTH_CENTRE.max() <= geometry.CANVAS - 1 - half
+
+
+def test_gaps_interpolated_when_short_split_when_long():
+    valid = np.ones(100, bool)
+    valid[10:15] = False  # 5: interpolated
+    valid[40:60] = False  # 20: split
+    valid[95:] = False  # trailing 5: held
+    assert split_pieces(valid, max_gap=12) == [(0, 40), (60, 100)]
+    assert split_pieces(np.zeros(5, bool), 12) == []
+    pts = np.arange(100, dtype=float)[:, None] * np.ones((1, 3))
+    pts[~valid] = -1e6
+    filled = interpolate(pts, valid)
+    assert np.allclose(filled[10:15, 0], np.arange(10, 15)) and np.allclose(filled[95:, 0], 94)
+
+
+def test_moving_average_is_centred_and_keeps_lines():
+    line = np.arange(50, dtype=float)[:, None]
+    assert np.allclose(moving_average(line, 6), line)  # a centred window leaves a ramp (and the ends) alone
+    noisy = line + np.where(np.arange(50) % 2, 1.0, -1.0)[:, None]
+    assert np.abs(moving_average(noisy, 6) - line)[6:-6].max() < 0.1
+
+
+# -------------------------------------------------------------------------------- real clips, dlib
+def _aligned(root, corpus):
+    from pipeline.stages import align
+    from preprocess.align.video import load_aligned
+
+    table = pd.read_parquet(root / "data" / "align" / corpus / "status.parquet")
+    return {vid: load_aligned(align.output_path(corpus, vid)) for vid in table.video_id[table.status == "ok"]}
+
+
+def test_every_clip_is_aligned_with_the_documented_arrays():
+    root = aligned_project()
+    with project_env(root):
+        for corpus, n in (("gridt", 7), ("cremadt", 3)):
+            table = pd.read_parquet(root / "data" / "align" / corpus / "status.parquet")
+            assert (table.status == "ok").sum() == n, table[["video_id", "status", "reason"]]
+            for vid, (arrays, meta) in _aligned(root, corpus).items():
+                t = len(arrays["frame"])
+                assert arrays["crops"].shape == (t, 96, 96) and arrays["crops"].dtype == np.uint8
+                assert arrays["landmarks_crop"].shape == (t, 68, 2) and arrays["landmarks_crop"].dtype == np.float32
+                assert arrays["transforms"].shape == (t, 2, 3) and arrays["interpolated"].dtype == bool
+                assert arrays["audio"].shape == (t, 640) and arrays["audio"].dtype == np.int16
+                assert meta["backend"] == "dlib" and meta["has_audio"]
+                assert np.isnan(arrays["scores"]).all()  # dlib has no per-point scores
+                assert arrays["crops"].std() > 10  # a real image, not a constant border
+
+
+def test_lips_are_centred_and_mouth_width_is_canonical():
+    """Mean of points 48-67 within 8 px of the crop centre in every frame and 3 px on average per clip;
+    median mouth width (48 to 54) within 30% of the canonical 45 px."""
+    root = aligned_project()
+    with project_env(root):
+        worst = {}
+        for corpus in ("gridt", "cremadt"):
+            for vid, (arrays, meta) in _aligned(root, corpus).items():
+                for piece in np.unique(arrays["piece"]):
+                    lm = arrays["landmarks_crop"][arrays["piece"] == piece]
+                    offset = np.linalg.norm(lm[:, 48:68].mean(1) - mouth.HALF, axis=-1)
+                    width = np.median(np.linalg.norm(lm[:, 54] - lm[:, 48], axis=-1))
+                    worst[f"{vid}/{piece}"] = (offset.max(), offset.mean(), width)
+                    assert offset.max() <= 8.0, (vid, offset.max())
+                    assert offset.mean() <= 3.0, (vid, offset.mean())
+                    assert abs(width - geometry.MOUTH_WIDTH) <= 0.3 * geometry.MOUTH_WIDTH, (vid, width)
+        print({k: tuple(round(float(x), 2) for x in v) for k, v in worst.items()})
+
+
+def test_killed_run_resumes_and_failed_tracks_are_accounted(tmp_path):
+    from pipeline import paths
+    from pipeline.stages import align
+    from pipeline.status import FAILED, StatusRecord, read_record, write_record
+
+    root = copy_project(aligned_project(), tmp_path / "project")
+    with project_env(root), local_client() as client:
+        vids = sorted(pd.read_parquet(paths.source_manifest_path("gridt")).video_id)
+        before = {v: read_record("align", "gridt", v) for v in vids}
+        lost, bad = vids[0], vids[2]
+        reference, _ = _aligned(root, "gridt")[lost]
+        align.output_path("gridt", lost).unlink()  # as if killed before the .npz was renamed into place
+        (align.output_path("gridt", lost).parent / ".tmp-123-x.npz").write_bytes(b"half")
+        track = read_record("track", "gridt", bad)
+        write_record(StatusRecord("gridt", bad, "track", FAILED, "no face found in any frame", "fp-bad"))
+        records = {r.video_id: r for r in align.run("gridt", client)}
+        assert records[bad].status == "skipped" and "no face found" in records[bad].reason
+        assert not align.output_path("gridt", bad).exists()
+        redone, _ = _aligned(root, "gridt")[lost]
+        for key in ("crops", "landmarks_crop", "transforms", "audio"):
+            assert np.array_equal(redone[key], reference[key]), key  # deterministic
+        untouched = [v for v in vids if v not in (lost, bad)]
+        assert all(records[v] == before[v] for v in untouched)  # not redone
+        assert not list((root / "data" / "align" / "gridt").rglob(".tmp-*"))
+        write_record(track)
+
+
+def test_missing_fan_weights_give_a_plain_error(tmp_path, monkeypatch):
+    from preprocess.weights import FAN_FILE, resolve_weights
+
+    monkeypatch.setenv("AVLIPS_ROOT", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="weights.fan"):
+        resolve_weights("nowhere/2DFAN4.pth.tar", FAN_FILE, None, "FAN landmark weights", "fan")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(FileNotFoundError, match=f"{FAN_FILE} not found: put it at .*hub/checkpoints"):
+        resolve_weights(None, FAN_FILE, None, "FAN landmark weights", "fan")
+
+
+def test_align_cli_killed_mid_run_resumes(tmp_path):
+    """`python -m pipeline stage align` killed (SIGKILL) after its first finished video, then rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.status import read_record
+
+    root = copy_project(aligned_project(), tmp_path / "project")
+    align_dir = root / "data" / "align" / "gridt"
+    import shutil
+
+    shutil.rmtree(align_dir)
+    env = {**os.environ, "AVLIPS_ROOT": str(root), "AVLIPS_WORKERS": "1"}
+    cmd = [sys.executable, "-m", "pipeline", "stage", "align", "gridt", "--workers", "1"]
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list((align_dir / "status").glob("*.json")):
+            time.sleep(0.05)
+        assert list((align_dir / "status").glob("*.json")), "no video finished in time"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done_before = {p.stem for p in (align_dir / "status").glob("*.json")}
+    assert len(done_before) < 7
+    result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"({len(done_before)} already done, {7 - len(done_before)} processed now)" in result.stderr
+    with project_env(root):
+        assert all(read_record("align", "gridt", p.stem).status == "ok" for p in (align_dir / "status").glob("*.json"))
+    assert len(list((align_dir / "aligned").glob("*.npz"))) == 7
+    assert not list(align_dir.rglob(".tmp-*"))
+
+
+def test_colour_crops_and_missing_audio(tmp_path):
+    """align.color gives (T, 96, 96, 3) crops; a video without audio gets zeros and says so."""
+    from pipeline.stages import crop
+    from preprocess.align.config import AlignParams
+    from preprocess.align.video import align_video, load_aligned, make_landmarker
+
+    root = aligned_project()
+    with project_env(root):
+        manifest = pd.read_parquet(root / "data_manifests" / "gridt.parquet").sort_values("video_id")
+        row = manifest.iloc[0].to_dict()
+        vid = row["video_id"]
+        boxes = pd.read_parquet(root / "data" / "track" / "gridt" / "boxes" / f"{vid}.parquet").iloc[:30]
+        params = AlignParams(backend="dlib", color=True)
+        out = tmp_path / "colour.npz"
+        video = root / "data" / "resample" / "gridt" / "video" / f"{vid}.mkv"
+        details = align_video(video, None, boxes, pd.DataFrame(), params, make_landmarker(params), out)
+        arrays, meta = load_aligned(out)
+        assert arrays["crops"].shape == (30, 96, 96, 3) and arrays["crops"].dtype == np.uint8
+        assert not meta["has_audio"] and not arrays["audio"].any() and "no audio" in details["note"]
+        gray, _ = _aligned(root, "gridt")[vid]
+        luma = arrays["crops"].astype(float) @ [0.299, 0.587, 0.114]
+        assert np.abs(luma - gray["crops"][:30]).mean() < 8  # the same picture, in colour
+        import pipeline.stages.align as align_stage
+
+        original = align_stage.output_path
+        align_stage.output_path = lambda corpus, video_id: out
+        try:
+            [(key, members, manifest_row)] = crop.video_samples("gridt", row, lambda p: "h")
+        finally:
+            align_stage.output_path = original
+        import json
+
+        meta_json = json.loads(members[3][1])
+        assert meta_json["has_audio"] is False and meta_json["color"] is True and manifest_row["has_audio"] is False

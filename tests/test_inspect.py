@@ -1,0 +1,80 @@
+"""shards inspect and status: the table in words, --json, the contact sheet, failures grouped by reason."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from test_align_helpers import GRID, aligned_project, copy_project, project_env
+
+pytestmark = pytest.mark.skipif(not GRID, reason="real test clips not found in ../shared/testdata")
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    from pipeline.stages import crop
+    from pipeline.status import FAILED, SKIPPED, StatusRecord, write_record
+
+    root = copy_project(aligned_project(), tmp_path_factory.mktemp("inspect") / "project")
+    with project_env(root):
+        import pandas as pd
+
+        vids = sorted(pd.read_parquet(root / "data_manifests" / "cremadt.parquet").video_id)
+        # one video failed at align (and so skipped downstream), with a reason that carries numbers
+        write_record(StatusRecord("cremadt", vids[0], "align", FAILED, "no usable landmarks in any of the 56 "
+                                  "tracked frames (dlib)", "x"))
+        for corpus in ("gridt", "cremadt"):
+            crop.run(corpus)
+        assert any(r.status == SKIPPED for r in crop.run("cremadt"))
+    return root
+
+
+def parse(*argv):
+    from pipeline import inspect
+
+    return inspect.add_arguments(argparse.ArgumentParser()).parse_args(list(argv))
+
+
+def test_table_in_words_and_json(packed, capsys):
+    from pipeline import inspect
+
+    with project_env(packed):
+        assert inspect.main(parse()) == 0
+        text = capsys.readouterr().out
+        assert "== gridt" in text and "== cremadt" in text and "train" in text and "test" in text
+        assert "failed  at align" in text and "no usable landmarks" in text
+        assert inspect.main(parse("cremadt", "--json")) == 0
+        result = json.loads(capsys.readouterr().out)
+    test = result["cremadt"]["splits"]["test"]
+    assert test["samples"] == 2 and test["labels"] == {"fake": 2} and test["methods"] == {"Emotion": 2}
+    assert 0 < test["hours"] < 0.01 and test["interpolated_fraction"] == 0.0
+    [failure] = result["cremadt"]["failures"]
+    assert failure["stage"] == "align" and failure["videos"] == 1  # counted once, not again at crop
+    assert result["cremadt"]["videos"] == 3
+
+
+def test_contact_sheet_png(packed, tmp_path, capsys):
+    from pipeline import inspect
+
+    with project_env(packed):
+        import pandas as pd
+
+        key = pd.read_parquet(packed / "data" / "shards" / "gridt" / "manifest.parquet").key.iloc[0]
+        png = tmp_path / "sheet.png"
+        assert inspect.main(parse("--key", key, "--png", str(png), "--json")) == 0
+        info = json.loads(capsys.readouterr().out)
+    assert info["key"] == key and png.stat().st_size > 20_000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with project_env(packed), pytest.raises(KeyError, match="no sample"):
+        inspect.main(parse("--key", "gridt__nope__0000", "--png", str(png)))
+
+
+def test_status_counts_per_stage(packed):
+    from pipeline import report
+
+    with project_env(packed):
+        table = report.status_table().set_index(["corpus", "stage"])
+    assert table.loc[("gridt", "crop"), "ok"] == 7
+    assert table.loc[("cremadt", "align"), "failed"] == 1 and table.loc[("cremadt", "crop"), "skipped"] == 1
+    assert (table.pending == 0).all()

@@ -1,0 +1,238 @@
+"""track on real video: boxes checked by an independent detector, speaker choice on GRID composites,
+a face that disappears, a video without a face, and the stage on dask with its output contract."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from preprocess.ffmpeg import run_ffmpeg
+from preprocess.resample import ResampleParams, resample_video
+from preprocess.track.params import TrackParams
+from preprocess.track.tracking import iou_matrix
+from preprocess.track.video import BOX_COLUMNS, track_video
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TESTDATA = SHARED / "testdata"
+RETINAFACE = SHARED / "weights" / "retinaface" / "retinaface_mobilenet0.25.pth"
+BLAZEFACE = SHARED / "weights" / "blazeface"
+GRID = sorted((TESTDATA / "grid").glob("*.mpg"))
+CREMAD = sorted((TESTDATA / "cremad").glob("*.flv"))
+PAIRS = [(0, 1), (2, 3), (4, 5), (1, 4)]  # speaker, other: 4 pairs x 2 placements = 8 composites
+
+pytestmark = pytest.mark.skipif(not (GRID and RETINAFACE.exists() and BLAZEFACE.exists()),
+                                reason=f"real clips or weights not found under {SHARED}")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from preprocess.track.detect import RetinaFaceBatch
+
+    torch.set_num_threads(1)
+    return RetinaFaceBatch(RETINAFACE)
+
+
+def resampled(src: Path, folder: Path) -> tuple[Path, Path]:
+    """The resample stage's outputs for `src`: 25 fps video and exact-length 16 kHz audio."""
+    folder = folder / "resampled"  # never the source itself
+    video, audio = folder / f"{src.stem}.mkv", folder / f"{src.stem}.wav"
+    if not video.exists():
+        resample_video(src, video, audio, ResampleParams())
+    return video, audio
+
+
+def composite(speaker: Path, other: Path, out: Path, speaker_left: bool, listener: bool) -> Path:
+    """Two GRID faces side by side with the speaker's audio only.
+
+    listener=True: the other face is its clip's first silent half-second played back and forth (mouth
+    closed, head moving naturally); False: the other face talks too, unheard.
+    """
+    if listener:
+        other_v = ("[1:v]trim=end_frame=13,setpts=PTS-STARTPTS,split[f][r0];[r0]reverse[r];"
+                   "[f][r]concat=n=2:v=1:a=0,loop=loop=-1:size=26:start=0,trim=end_frame=75,setpts=N/(25*TB)[o];")
+    else:
+        other_v = "[1:v]setpts=PTS-STARTPTS[o];"
+    pair = "[s][o]" if speaker_left else "[o][s]"
+    graph = other_v + "[0:v]setpts=PTS-STARTPTS[s];" + pair + "hstack=inputs=2,trim=end_frame=75[v]"
+    run_ffmpeg(["-i", str(speaker), "-i", str(other), "-filter_complex", graph, "-map", "[v]", "-map", "0:a",
+                "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p",
+                "-c:a", "pcm_s16le", "-f", "matroska", str(out)])
+    return out
+
+
+def blazeface_boxes(video: Path) -> list[np.ndarray]:
+    from face_alignment.detection.blazeface.blazeface_detector import BlazeFaceDetector
+
+    from preprocess.media import read_frames
+
+    detector = BlazeFaceDetector("cpu", path_to_detector=str(BLAZEFACE / "blazeface.pth"),
+                                 path_to_anchor=str(BLAZEFACE / "anchors.npy"))
+    frames = torch.from_numpy(read_frames(video)).permute(0, 3, 1, 2)  # RGB, as face-alignment passes it
+    return [np.asarray(d).reshape(-1, 5) for d in detector.detect_from_batch(frames)]
+
+
+@pytest.mark.parametrize("clip", GRID + CREMAD, ids=lambda p: p.name)
+def test_chosen_box_covers_the_face_in_every_frame(clip, detector, tmp_path_factory):
+    video, audio = resampled(clip, tmp_path_factory.mktemp("clips"))
+    result = track_video(video, audio, TrackParams(), detector)
+    boxes = result.boxes
+    assert list(boxes.columns) == BOX_COLUMNS
+    reference = blazeface_boxes(video)
+    assert sorted(boxes.frame) == list(range(len(reference)))  # one face, tracked through every frame
+    ious = np.array([iou_matrix(row[None], ref).max() if len(ref) else 0.0
+                     for row, ref in zip(boxes[["x1", "y1", "x2", "y2"]].to_numpy(), reference)])
+    assert (ious >= 0.5).mean() >= 0.95, np.round(ious, 2)
+    assert result.segments[0]["sync_method"] == "single-face" and result.segments[0]["n_faces"] == 1
+
+
+def _chosen_side(result) -> set[str]:
+    return {"left" if (row.x1 + row.x2) / 2 < 360 else "right" for row in result.boxes.itertuples()}
+
+
+@pytest.mark.parametrize("speaker_left", [True, False], ids=["speaker-left", "speaker-right"])
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"grid{p[0]}+{p[1]}")
+def test_speaker_beside_a_listener_is_chosen(pair, speaker_left, detector, tmp_path):
+    src = composite(GRID[pair[0]], GRID[pair[1]], tmp_path / "c.mkv", speaker_left, listener=True)
+    video, audio = resampled(src, tmp_path)
+    result = track_video(video, audio, TrackParams(), detector)
+    assert len(result.segments) == 1
+    seg = result.segments[0]
+    assert _chosen_side(result) == {"left" if speaker_left else "right"}
+    assert (seg["sync_method"], seg["speaker_ambiguous"], seg["n_faces"]) == ("av-energy", False, 2)
+    assert seg["sync_offset"] is None and seg["audio_shift_frames"] == 0  # weights-free: offset unknown
+
+
+@pytest.mark.parametrize("speaker_left", [True, False], ids=["speaker-left", "speaker-right"])
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"grid{p[0]}+{p[1]}")
+def test_two_talking_faces_with_one_heard_are_flagged_not_guessed(pair, speaker_left, detector, tmp_path):
+    src = composite(GRID[pair[0]], GRID[pair[1]], tmp_path / "c.mkv", speaker_left, listener=False)
+    video, audio = resampled(src, tmp_path)
+    result = track_video(video, audio, TrackParams(), detector)
+    seg = result.segments[0]
+    assert len(result.segments) == 1 and seg["speaker_ambiguous"] is True
+    assert seg["sync_confidence"] < TrackParams().energy_min_margin + 0.25  # low: the lead over the rival
+    assert seg["sync_offset"] is None and seg["audio_shift_frames"] == 0
+    assert result.details["speaker_ambiguous"] and "ambiguous" in result.details["note"]
+
+
+def hide_face(clip: Path, out: Path, first: int, last: int) -> Path:
+    """Frames first..last: the face covered by background stretched from the frame's edge.
+
+    Only the face's area changes, so this is a face leaving, not a shot cut (a whole-width cover is a cut).
+    """
+    graph = (f"[0:v]split[a][b];[b]crop=60:200:0:80,scale=140:200[bg];"
+             f"[a][bg]overlay=x=90:y=80:enable='between(n,{first},{last})'[v]")
+    run_ffmpeg(["-i", str(clip), "-filter_complex", graph, "-map", "[v]", "-map", "0:a", "-c:v", "libx264",
+                "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le",
+                "-f", "matroska", str(out)])
+    return out
+
+
+def test_a_face_gone_for_a_second_gives_a_marked_gap_or_two_segments(detector, tmp_path):
+    video, audio = resampled(hide_face(GRID[0], tmp_path / "gone.mkv", 25, 49), tmp_path)
+    bridged = track_video(video, audio, TrackParams(), detector)
+    assert bridged.details["shot_cuts"] == 0
+    assert [(s["start_frame"], s["end_frame"]) for s in bridged.segments] == [(0, 75)]
+    gap = bridged.boxes.set_index("frame").loc[25:49]
+    assert not gap.detected.any() and gap.score.isna().all()  # marked, never a box on the background
+    split = track_video(video, audio, replace(TrackParams(), bridge_gaps=False, min_track_frames=20), detector)
+    spans = [(s["start_frame"], s["end_frame"]) for s in split.segments]
+    assert len(spans) == 2 and spans[0][1] <= 25 and spans[1][0] >= 50, spans
+    assert sorted(split.boxes.segment.unique()) == [0, 1]
+    reference = blazeface_boxes(video)
+    for row in split.boxes.itertuples():  # every kept box is on the face
+        assert iou_matrix(np.array([[row.x1, row.y1, row.x2, row.y2]]), reference[row.frame]).max() >= 0.5
+
+
+def test_a_shot_cut_splits_tracks_into_segments(detector, tmp_path):
+    """Two GRID speakers cut together at frame 40: PySceneDetect finds the cut, each shot is a segment."""
+    graph = ("[0:v]trim=end_frame=40,setpts=PTS-STARTPTS[a];[1:v]trim=start_frame=40,setpts=PTS-STARTPTS[b];"
+             "[a][b]concat=n=2:v=1:a=0[v]")
+    src = tmp_path / "cut.mkv"
+    run_ffmpeg(["-i", str(GRID[0]), "-i", str(GRID[2]), "-filter_complex", graph, "-map", "[v]", "-map", "0:a",
+                "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p",
+                "-c:a", "pcm_s16le", "-f", "matroska", str(src)])
+    video, audio = resampled(src, tmp_path)
+    result = track_video(video, audio, replace(TrackParams(), min_track_frames=25), detector)
+    assert result.details["shot_cuts"] == 1
+    assert [(s["start_frame"], s["end_frame"]) for s in result.segments] == [(0, 40), (40, 75)]
+    reference = blazeface_boxes(video)
+    ious = [iou_matrix(np.array([[r.x1, r.y1, r.x2, r.y2]]), reference[r.frame]).max()
+            for r in result.boxes.itertuples()]
+    assert np.mean(np.array(ious) >= 0.5) >= 0.95
+
+
+def set_params(project: Path, **sections) -> None:
+    """Replace whole sections of the scratch project's params.yaml (whatever the repository's already holds)."""
+    from pipeline.params import load_params, yaml_roundtrip
+
+    params = load_params(project / "params.yaml")
+    params.update(sections)
+    with (project / "params.yaml").open("w") as f:
+        yaml_roundtrip().dump(params, f)
+
+
+def test_stage_accounts_for_every_video_and_writes_the_contract(project, dask_client):
+    from conftest import copy_clip, make_video
+    from pipeline import paths
+    from pipeline.registry import add_corpus
+    from pipeline.stages import resample, track
+
+    set_params(project, weights={"retinaface": str(RETINAFACE), "syncnet": None})
+    raw = project / "raw"
+    copy_clip(GRID[0], raw, "talker a.mpg")
+    copy_clip(GRID[1], raw)
+    make_video(raw / "noface.mp4", seconds=2.0, size="320x240")
+    (raw / "empty.mp4").write_bytes(b"")
+    add_corpus("mix", "raw", pattern="*.*", role="pretrain", label="real")
+    resample.run("mix", dask_client)
+
+    records = {r.video_id: r for r in track.run("mix", dask_client)}
+    manifest = pd.read_parquet(paths.source_manifest_path("mix")).set_index("relpath").video_id
+    status = pd.read_parquet(paths.status_table_path("track", "mix")).set_index("video_id")
+    assert sorted(status.index) == sorted(manifest)
+    assert (status.loc[manifest["noface.mp4"], ["status", "reason"]] == ["failed", "no face found"]).all()
+    assert status.loc[manifest["empty.mp4"], "status"] == "skipped"
+    assert "resample failed" in status.loc[manifest["empty.mp4"], "reason"]
+    ok = sorted(manifest[["talker a.mpg", GRID[1].name]])
+    assert sorted(status.index[status.status == "ok"]) == ok
+
+    tracks = pd.read_parquet(track.tracks_table_path("mix"))
+    assert list(tracks.columns) == ["corpus", "video_id", "segment", "start_frame", "end_frame", "n_faces",
+                                    "sync_method", "sync_offset", "sync_confidence", "speaker_ambiguous",
+                                    "audio_shift_frames"]
+    assert str(tracks.sync_offset.dtype) == "Int32" and tracks.sync_offset.isna().all()
+    assert list(tracks.video_id) == ok and (tracks.end_frame - tracks.start_frame == 75).all()
+    out = paths.stage_dir("track", "mix")
+    assert sorted(p.stem for p in (out / "boxes").iterdir()) == ok
+    boxes = pd.read_parquet(out / "boxes" / f"{ok[0]}.parquet")
+    assert list(boxes.columns) == BOX_COLUMNS
+    assert {c: str(t) for c, t in boxes.dtypes.items()} == {
+        "segment": "int32", "frame": "int32", "x1": "float32", "y1": "float32", "x2": "float32",
+        "y2": "float32", "score": "float32", "detected": "bool"}
+    table_bytes = track.tracks_table_path("mix").read_bytes()
+
+    again = {r.video_id: r for r in track.run("mix", dask_client)}
+    assert again == records  # nothing redone
+    assert track.tracks_table_path("mix").read_bytes() == table_bytes  # deterministic
+
+    # A pretraining threshold nobody passes: real videos become skipped rows, with the reason in words.
+    set_params(project, track={"pretrain_min_energy_correlation": 0.99})
+    redone = {r.video_id: r for r in track.run("mix", dask_client)}
+    assert all(redone[v].status == "skipped" and "agree too little" in redone[v].reason for v in ok)
+    assert len(pd.read_parquet(track.tracks_table_path("mix"))) == 0
+    assert not any((out / "boxes").iterdir())
+
+
+def test_stage_names_missing_weights(project):
+    from pipeline.stages import track
+
+    from pipeline.params import load_params
+
+    set_params(project, weights={"retinaface": "models/nowhere/retinaface_mobilenet0.25.pth"})
+    with pytest.raises(FileNotFoundError, match="retinaface_mobilenet0.25.pth.*weights.retinaface"):
+        track.weight_files(load_params())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -43,6 +44,13 @@ def scratch_path(beside: Path):
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def write_parquet_atomic(path: Path, frame) -> None:
+    """A pandas DataFrame as Parquet, atomically (no index column: rows are self-describing)."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def remove_leftover_tmp_files(folder: Path) -> int:

@@ -6,7 +6,6 @@ unexpected error, into status rows, so dask never retries them and one bad video
 """
 from __future__ import annotations
 
-import io
 import os
 import sys
 import time
@@ -18,7 +17,7 @@ from distributed import Client, as_completed
 from tqdm import tqdm
 
 from pipeline import paths
-from pipeline.atomic import remove_leftover_tmp_files, write_bytes_atomic
+from pipeline.atomic import remove_leftover_tmp_files, write_parquet_atomic
 from pipeline.status import FAILED, OK, StageFailure, StatusRecord, read_record, records_to_table, write_record
 
 
@@ -121,18 +120,20 @@ def _result_or_crash_record(future, task: VideoTask) -> StatusRecord:
 
 
 def _prune_stale_records(stage: str, corpus: str, keep: set[str]) -> None:
-    folder = paths.status_dir(stage, corpus)
-    if folder.exists():
-        for path in folder.glob("*.json"):
-            if path.stem not in keep:
-                path.unlink()
+    prune_outputs([paths.status_dir(stage, corpus)], keep)
+
+
+def prune_outputs(folders, keep: set[str]) -> None:
+    """Delete the per-video files (named <video_id>.<ext>) in `folders` whose video is not in `keep`:
+    a stage's outputs exist for exactly the videos it passed on."""
+    for folder in folders:
+        if folder.exists():
+            for path in folder.iterdir():
+                if path.is_file() and path.stem not in keep:
+                    path.unlink()
 
 
 def write_status_table(stage: str, corpus: str, records: list[StatusRecord]) -> None:
     table = records_to_table(records).drop(columns=["seconds"], errors="ignore")  # timing varies run to run
     table = table.drop(columns=[c for c in table.columns if c.endswith(".traceback")])
-    path = paths.status_table_path(stage, corpus)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
-    write_bytes_atomic(path, buffer.getvalue())
+    write_parquet_atomic(paths.status_table_path(stage, corpus), table)

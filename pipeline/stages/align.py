@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline import paths
 from pipeline.manifest import read_manifest
 from pipeline.params import get_corpus, load_params, stable_hash
-from pipeline.runner import VideoTask, run_stage
+from pipeline.runner import VideoTask, prune_outputs, run_stage
 from pipeline.status import OK, SKIPPED, StatusRecord, read_record, record_path
 from preprocess.align.config import AlignParams
 
@@ -104,7 +104,7 @@ def run(corpus_name: str, client) -> list[StatusRecord]:
             "audio": str(resample_out / "audio" / f"{video_id}.wav"),
             "params": stage_params, "weights": str(weights) if weights else None}))
     records = run_stage(STAGE, corpus_name, tasks, work, client, settled)
-    prune_outputs(corpus_name, {r.video_id for r in records if r.status == OK})
+    prune_outputs([paths.stage_dir(STAGE, corpus_name) / "aligned"], {r.video_id for r in records if r.status == OK})
     return records
 
 
@@ -123,11 +123,3 @@ def forget_if_output_lost(corpus: str, video_id: str) -> None:
     if done is not None and done.status == OK and not output_path(corpus, video_id).exists():
         record_path(STAGE, corpus, video_id).unlink(missing_ok=True)
 
-
-def prune_outputs(corpus: str, keep: set[str]) -> None:
-    """Outputs exist for exactly the videos whose status is ok."""
-    folder = paths.stage_dir(STAGE, corpus) / "aligned"
-    if folder.exists():
-        for path in folder.iterdir():
-            if path.stem not in keep:
-                path.unlink()

@@ -14,7 +14,6 @@ leaves only temporary files, removed at the next start, which then rewrites what
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import sys
@@ -25,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline import paths
-from pipeline.atomic import remove_leftover_tmp_files, write_bytes_atomic
+from pipeline.atomic import remove_leftover_tmp_files, write_bytes_atomic, write_parquet_atomic
 from pipeline.manifest import read_manifest
 from pipeline.params import get_corpus, load_params, stable_hash
-from pipeline.runner import write_status_table
+from pipeline.runner import prune_outputs, write_status_table
 from pipeline.status import FAILED, OK, SKIPPED, StatusRecord, read_record, write_record
 from pipeline.stages import align as align_stage
 from preprocess.resample import FPS, SAMPLE_RATE
@@ -147,7 +146,7 @@ def run(corpus_name: str, client=None) -> list[StatusRecord]:
     _write_tables(corpus_name, out, manifest_rows, shards, stage_params)
     for record in records:
         write_record(record)
-    _prune_records(corpus_name, {r.video_id for r in records})
+    prune_outputs([paths.status_dir(STAGE, corpus_name)], {r.video_id for r in records})
     write_status_table(STAGE, corpus_name, records)
     counts = {s: sum(r.status == s for r in records) for s in (OK, FAILED, SKIPPED)}
     print(f"crop@{corpus_name}: {counts[OK]} ok, {counts[FAILED]} failed, {counts[SKIPPED]} skipped; "
@@ -182,20 +181,10 @@ def _write_tables(corpus: str, out: Path, manifest_rows: list, shards: list, sta
     table = table.astype({"segment": "int32", "track_segment": "int32", "start_frame": "int32",
                           "end_frame": "int32", "n_frames": "int32", "bytes": "int64", "sync_offset": "Float64",
                           "sync_confidence": "float64"})
-    buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
-    write_bytes_atomic(out / "manifest.parquet", buffer.getvalue())
+    write_parquet_atomic(out / "manifest.parquet", table)
     index = {"corpus": corpus, "params": asdict(stage_params),
              "shards": [{"shard": s.shard, "split": s.split, "samples": s.samples, "bytes": s.bytes,
                          "sha256": s.sha256} for s in shards]}
     blob = json.dumps(index, indent=1, sort_keys=True).encode()
     write_bytes_atomic(out / "index.json", blob)
     write_bytes_atomic(paths.stage_dir(STAGE, corpus) / "index.json", blob)
-
-
-def _prune_records(corpus: str, keep: set[str]) -> None:
-    folder = paths.status_dir(STAGE, corpus)
-    if folder.exists():
-        for path in folder.glob("*.json"):
-            if path.stem not in keep:
-                path.unlink()

@@ -7,7 +7,7 @@ from pathlib import Path
 from pipeline import paths
 from pipeline.manifest import read_manifest
 from pipeline.params import get_corpus, load_params, stable_hash
-from pipeline.runner import VideoTask, run_stage
+from pipeline.runner import VideoTask, prune_outputs, run_stage
 from pipeline.status import SKIPPED, StatusRecord
 from preprocess.resample import ResampleParams, resample_video
 
@@ -47,15 +47,6 @@ def run(corpus_name: str, client) -> list[StatusRecord]:
         tasks.append(VideoTask(STAGE, corpus_name, row["video_id"], fingerprint,
                                {"source": str(corpus.raw_path() / row["relpath"]), "params": stage_params}))
     records = run_stage(STAGE, corpus_name, tasks, work, client, settled)
-    prune_outputs(corpus_name, {r.video_id for r in records if r.status == "ok"})
+    out = paths.stage_dir(STAGE, corpus_name)
+    prune_outputs([out / "video", out / "audio"], {r.video_id for r in records if r.status == "ok"})
     return records
-
-
-def prune_outputs(corpus: str, keep: set[str]) -> None:
-    """Outputs exist for exactly the videos whose status is ok."""
-    out = paths.stage_dir(STAGE, corpus)
-    for folder in (out / "video", out / "audio"):
-        if folder.exists():
-            for path in folder.iterdir():
-                if path.stem not in keep:
-                    path.unlink()

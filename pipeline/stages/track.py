@@ -6,17 +6,16 @@ corpus sorted by video and segment. Videos the resample stage did not pass on ge
 """
 from __future__ import annotations
 
-import io
 from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline import paths
-from pipeline.atomic import write_bytes_atomic
+from pipeline.atomic import write_parquet_atomic
 from pipeline.manifest import read_manifest
 from pipeline.params import get_corpus, load_params, stable_hash
-from pipeline.runner import VideoTask, run_stage
+from pipeline.runner import VideoTask, prune_outputs, run_stage
 from pipeline.status import OK, SKIPPED, StatusRecord, read_record
 from preprocess.track.params import TrackParams
 from preprocess.weights import RETINAFACE_FILE, RETINAFACE_URL, resolve_weights
@@ -75,12 +74,6 @@ def _load_models(weights: dict, stage_params: TrackParams):
     return _models[key]
 
 
-def _parquet_bytes(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    return buffer.getvalue()
-
-
 def work(task: VideoTask) -> dict:
     from preprocess.track.video import track_video
 
@@ -92,8 +85,8 @@ def work(task: VideoTask) -> dict:
     audio = Path(inputs["audio"])
     result = track_video(Path(inputs["video"]), audio if audio.exists() else None, inputs["params"], detector,
                          syncnet, pretrain_real=inputs["pretrain_real"])
-    write_bytes_atomic(segments_out, _parquet_bytes(pd.DataFrame(result.segments)))
-    write_bytes_atomic(boxes_out, _parquet_bytes(result.boxes))
+    write_parquet_atomic(segments_out, pd.DataFrame(result.segments))
+    write_parquet_atomic(boxes_out, result.boxes)
     return result.details
 
 
@@ -122,19 +115,10 @@ def run(corpus_name: str, client) -> list[StatusRecord]:
             "pretrain_real": corpus.role == "pretrain" and label == "real"}))
     records = run_stage(STAGE, corpus_name, tasks, work, client, settled)
     keep = {r.video_id for r in records if r.status == OK}
-    prune_outputs(corpus_name, keep)
+    out = paths.stage_dir(STAGE, corpus_name)
+    prune_outputs([out / "boxes", out / "segments"], keep)
     write_tracks_table(corpus_name, keep)
     return records
-
-
-def prune_outputs(corpus: str, keep: set[str]) -> None:
-    """Per-video outputs exist for exactly the videos whose status is ok."""
-    out = paths.stage_dir(STAGE, corpus)
-    for folder in (out / "boxes", out / "segments"):
-        if folder.exists():
-            for path in folder.iterdir():
-                if path.stem not in keep:
-                    path.unlink()
 
 
 def write_tracks_table(corpus: str, video_ids: set[str]) -> pd.DataFrame:
@@ -147,5 +131,5 @@ def write_tracks_table(corpus: str, video_ids: set[str]) -> pd.DataFrame:
         frames.append(seg)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(TRACK_COLUMNS))
     table = table[list(TRACK_COLUMNS)].astype(TRACK_COLUMNS).sort_values(["video_id", "segment"])
-    write_bytes_atomic(tracks_table_path(corpus), _parquet_bytes(table.reset_index(drop=True)))
+    write_parquet_atomic(tracks_table_path(corpus), table.reset_index(drop=True))
     return table

@@ -5,6 +5,7 @@ is downloaded: a missing model fails with a message naming what is missing and w
 """
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 
@@ -64,18 +65,18 @@ class AudioEncoder(nn.Module):
     def __init__(self, cfg: AudioEncoderConfig, backbone: Wav2Vec2Model | None = None):
         super().__init__()
         self.cfg = cfg
-        if backbone is None:
-            backbone = load_wav2vec2(cfg)
-        else:  # built from a config (tests): apply the same train-mode settings
-            for k, v in cfg.overrides().items():
-                setattr(backbone.config, k, v)
-        self.wav2vec2 = backbone
+        self.wav2vec2 = backbone = backbone if backbone is not None else load_wav2vec2(cfg)
         if cfg.freeze_feature_encoder:
             backbone.freeze_feature_encoder()
         self.out_dim = backbone.config.hidden_size
 
     @classmethod
-    def from_config(cls, cfg: AudioEncoderConfig, w2v_config: Wav2Vec2Config) -> "AudioEncoder":
+    def from_config(cls, cfg: AudioEncoderConfig, w2v_config: Wav2Vec2Config) -> AudioEncoder:
+        """A randomly initialised wav2vec2 of the given shape (tests, benchmarks), with cfg's train-mode
+        settings applied before construction (masked_spec_embed exists only when masking is on)."""
+        w2v_config = copy.deepcopy(w2v_config)
+        for k, v in cfg.overrides().items():
+            setattr(w2v_config, k, v)
         return cls(cfg, Wav2Vec2Model(w2v_config))
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ class VideoEncoderConfig:
     stem_channels: int = 64            # reduced only in tiny test configs
     trunk_widths: tuple[int, ...] = (64, 128, 256, 512)
 
-    def resolved(self) -> "VideoEncoderConfig":
+    def resolved(self) -> VideoEncoderConfig:
         if self.trunk not in _BACKEND_DEFAULTS:
             raise ValueError(f"unknown trunk {self.trunk!r}; expected one of {sorted(_BACKEND_DEFAULTS)}")
         if self.backend not in ("transformer", "mstcn"):

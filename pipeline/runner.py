@@ -85,38 +85,57 @@ def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn, cli
 def _run_on_dask(stage, corpus, todo, work, client, window_per_worker) -> list[StatusRecord]:
     # A bounded window of futures in flight keeps the scheduler small for corpora of millions of videos.
     window = max(1, window_per_worker * max(1, len(client.scheduler_info().get("workers", {})) or 1))
-    pending = iter(todo)
-
-    def submit(task: VideoTask):
-        return client.submit(execute, work, task, key=f"{stage}-{corpus}-{task.video_id}", pure=False, retries=0)
-
-    by_key = {f"{stage}-{corpus}-{t.video_id}": t for t in todo}
-    futures = as_completed([submit(t) for _, t in zip(range(window), pending)])
-    results = []
+    results, crashed = [], []
     with tqdm(total=len(todo), desc=f"{stage}@{corpus}", unit="video", file=sys.stderr) as bar:
-        for future in futures:
-            results.append(_result_or_crash_record(future, by_key[future.key]))
-            future.release()
+        for task, outcome in _stream(client, work, todo, window, attempt=0):
+            if isinstance(outcome, StatusRecord):
+                results.append(outcome)
+                bar.update(1)
+            else:
+                crashed.append(task)
+        # A dying worker takes down whatever it was running: the culprit, and maybe an innocent video.
+        # Each is retried alone, so only a video that kills its worker by itself is marked failed.
+        for task in crashed:
+            [(_, outcome)] = _stream(client, work, [task], window=1, attempt=1)
+            results.append(outcome if isinstance(outcome, StatusRecord) else _crash_record(task, outcome))
             bar.update(1)
-            nxt = next(pending, None)
-            if nxt is not None:
-                futures.add(submit(nxt))
     return results
 
 
-def _result_or_crash_record(future, task: VideoTask) -> StatusRecord:
-    """The worker's record, or, when the worker process itself died (a decoder crash, out of memory), a
-    failed record written here, so the stage goes on and the video is not retried blindly on every run."""
-    try:
-        return future.result()
-    except Exception as exc:
-        record = StatusRecord(
-            task.corpus, task.video_id, task.stage, FAILED,
-            f"the worker process died while processing this video ({type(exc).__name__}); to retry it, delete "
-            f"{paths.status_dir(task.stage, task.corpus) / (task.video_id + '.json')}",
-            task.fingerprint)
-        write_record(record)
-        return record
+def _stream(client: Client, work: WorkFn, tasks: list[VideoTask], window: int, attempt: int):
+    """Yield (task, record or the exception that lost its worker) as tasks finish, `window` at a time."""
+    pending = iter(tasks)
+    by_key = {}
+
+    def submit(task: VideoTask):
+        key = f"{task.stage}-{task.corpus}-{task.video_id}-{attempt}"
+        by_key[key] = task
+        return client.submit(execute, work, task, key=key, pure=False, retries=0)
+
+    futures = as_completed([submit(t) for _, t in zip(range(window), pending)])
+    for future in futures:
+        task = by_key.pop(future.key)
+        try:
+            outcome = future.result()
+        except Exception as exc:  # KilledWorker: the process died (a decoder crash, out of memory)
+            outcome = exc
+        future.release()
+        yield task, outcome
+        nxt = next(pending, None)
+        if nxt is not None:
+            futures.add(submit(nxt))
+
+
+def _crash_record(task: VideoTask, exc: Exception) -> StatusRecord:
+    """A failed record written here, since the worker could not: the stage goes on, and the video is not
+    retried blindly on every run."""
+    record = StatusRecord(
+        task.corpus, task.video_id, task.stage, FAILED,
+        f"the worker process died while processing this video, twice ({type(exc).__name__}); to retry it, "
+        f"delete {paths.status_dir(task.stage, task.corpus) / (task.video_id + '.json')}",
+        task.fingerprint)
+    write_record(record)
+    return record
 
 
 def _prune_stale_records(stage: str, corpus: str, keep: set[str]) -> None:

@@ -141,8 +141,10 @@ def crash_on_second(task):
 def test_a_worker_that_dies_becomes_a_failed_row(project, dask_client):
     from pipeline.runner import VideoTask, run_stage
 
-    tasks = [VideoTask("crashy", "c", f"v{i}", "fp") for i in range(3)]
+    tasks = [VideoTask("crashy", "c", f"v{i}", "fp") for i in range(8)]
     records = {r.video_id: r for r in run_stage("crashy", "c", tasks, crash_on_second, dask_client)}
-    assert records["v0"].status == records["v2"].status == "ok"
-    assert records["v1"].status == "failed" and "worker process died" in records["v1"].reason
+    assert len(records) == 8
+    # only the video that kills its worker by itself fails, not whatever ran beside it
+    assert [v for v, r in records.items() if r.status != "ok"] == ["v1"]
+    assert "worker process died" in records["v1"].reason
     dask_client.wait_for_workers(2, timeout=60)  # the nanny restarts the dead worker

@@ -1,0 +1,163 @@
+"""The pretrain stage end to end on shards made from the real GRID clips, with tiny configurations:
+it learns, it resumes exactly after a kill, and it runs as 2 DDP processes on uneven shards."""
+import glob
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from ruamel.yaml import YAML
+
+from models.presets import save_tiny_wav2vec2
+from train.checkpoint import load_resumable, save_atomic
+from train.config import PretrainConfig, from_dict, load_params
+from train.fixtures import write_shards
+from train.pretrain import lr_at, update_stopping
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = sorted(glob.glob("/work/shared/testdata/grid/*.mpg"))
+PY = sys.executable
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pretrain")
+    shards = write_shards(GRID, d / "shards", per_shard=2)           # 6 clips, 3 shards
+    uneven = write_shards(GRID[:5], d / "uneven_a", per_shard=5) + write_shards(GRID[5:], d / "uneven_b", per_shard=1)
+    for name, idx in [("index.json", {"train": shards, "val": shards}),
+                      ("index_noval.json", {"train": shards}),
+                      ("index_uneven.json", {"train": uneven, "val": shards})]:
+        (d / name).write_text(json.dumps(idx))
+    save_tiny_wav2vec2(str(d / "w2v"), hidden=64, dropout=0.0)
+    return d
+
+
+def write_params(path: Path, d: Path, data=None, video=None, **pretrain) -> Path:
+    params = {
+        "model": {
+            "video": {"stem_channels": 8, "trunk_widths": [8, 16, 16, 32], "width": 64, "heads": 4, "ffn": 128,
+                      "layers": 2, "dropout": 0.0, "max_frames": 50, **(video or {})},
+            "audio": {"model": str(d / "w2v"), "local_files_only": True, "mask_time_prob": 0.0},  # off: 40 tiny steps must learn
+            "head": {"tokens": 1, "dim": 64},
+        },
+        "pretrain": {"seed": 0, "lr": 0.001, "min_lr": 0.0001, "weight_decay": 0.0, "patience": 1000,
+                     "data": {"window": 50, "batch_size": 6, "num_workers": 0,
+                              "augment": {"blur_prob": 0.0, "noise_prob": 0.0, "brightness": 0.0}, **(data or {})},
+                     **pretrain},
+    }
+    with open(path, "w") as f:
+        YAML().dump(params, f)
+    return path
+
+
+def trainer_cmd(params, index, out, live=None, nproc=1):
+    # nproc > 1 goes through the DVC stage's launcher, which reads the process count from AVLIPS_NPROC
+    launch = [PY, "-m", "train.pretrain"] if nproc == 1 else [PY, "-m", "train.launch"]
+    return launch + ["--params", str(params), "--index", str(index), "--out", str(out),
+                     "--live", str(live or ""), "--threads", str(max(1, 2 // nproc))]
+
+
+def run_trainer(*args, **kw):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "AVLIPS_NPROC": str(kw.get("nproc", 1))}
+    p = subprocess.run(trainer_cmd(*args, **kw), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+                       check=False)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p.stdout
+
+
+def test_lr_schedule_and_early_stopping():
+    cfg = PretrainConfig()
+    assert lr_at(0, cfg) == 0.01 and abs(lr_at(1, cfg) - 0.009) < 1e-12 and abs(lr_at(2, cfg) - 0.0081) < 1e-12
+    assert lr_at(100, cfg) == 1e-4  # floor
+    state = {"best_loss": float("inf"), "bad_epochs": 0, "done": False}
+    for loss, done in [(2.0, False), (1.5, False), (1.6, False), (1.5, False), (1.7, True)]:
+        update_stopping(state, loss, cfg)  # patience 3: three epochs without a lower loss end the run
+        assert state["done"] == done
+    assert state["best_loss"] == 1.5
+
+
+def test_params_are_typed_and_strict(tmp_path, data):
+    model, cfg = load_params(write_params(tmp_path / "p.yaml", data))
+    assert model.video.trunk_widths == (8, 16, 16, 32) and cfg.data.window == 50 and cfg.data.augment.crop == 88
+    with pytest.raises(ValueError, match="unknown"):
+        from_dict(PretrainConfig, {"lr": 0.1, "learning_rate": 0.1})
+
+
+def test_resume_only_from_matching_params_and_shards(tmp_path):
+    path = tmp_path / "last.pt"
+    assert load_resumable(path, "a", "b")[0] is None
+    save_atomic({"epoch": 3, "params_hash": "a", "shard_index_sha256": "b"}, path)
+    assert load_resumable(path, "a", "b")[0]["epoch"] == 3
+    state, why = load_resumable(path, "other", "b")
+    assert state is None and "starting fresh" in why
+
+
+def test_short_cpu_run_lowers_loss_and_retrieval_rises(tmp_path, data):
+    epochs = 40  # 6 clips, batch 6: one step per epoch; 2 s windows (the paper's length)
+    params = write_params(tmp_path / "params.yaml", data, epochs=epochs, eval_every=20,
+                          val_window_starts=[0, 25], data={"window": 50})
+    run_trainer(params, data / "index.json", tmp_path / "out", tmp_path / "live")
+    ckpt = torch.load(tmp_path / "out" / "encoder.pt", weights_only=True)
+    hist = ckpt["history"]
+    losses = [h["loss"] for h in hist]
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    init, final = ckpt["initial_retrieval"], hist[-1]
+    chance = 1 / 12  # 2 windows (frames 0-49, 25-74) of each of the 6 training clips; top-5 chance 5/12
+    print(f"\nloss {first:.3f} -> {last:.3f} (ln 6 = 1.792); a2v top-1 {init['a2v_top1']:.3f} -> "
+          f"{final['a2v_top1']:.3f}, top-5 {init['a2v_top5']:.3f} -> {final['a2v_top5']:.3f}; chance top-1 {chance:.3f}")
+    assert final["val_windows"] == 12 and abs(final["chance_top1"] - chance) < 1e-9
+    assert last < first - 0.5
+    assert final["a2v_top1"] >= 3 * chance and final["a2v_top1"] > init["a2v_top1"]
+    assert final["a2v_top5"] >= 2 * (5 * chance)
+    # the versioned output: encoder weights, resolved config and both hashes; DVCLive curves
+    assert set(ckpt) >= {"video_encoder", "video_head", "config", "params_hash", "shard_index_sha256"}
+    assert ckpt["config"]["model"]["video"]["width"] == 64 and len(ckpt["shard_index_sha256"]) == 64
+    rows = (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text().strip().splitlines()
+    assert len(rows) == 1 + epochs
+    assert (tmp_path / "live" / "plots" / "metrics" / "val" / "a2v_top1.tsv").exists()
+
+
+def test_kill_in_epoch_2_then_resume_gives_the_uninterrupted_weights(tmp_path, data):
+    # batch 2: three steps per epoch, so the kill lands inside the second epoch; dropout on so the
+    # RNG replay matters
+    kw = {"epochs": 3, "eval_every": 100, "data": {"window": 25, "batch_size": 2, "augment": {}}, "video": {"dropout": 0.1}}
+    params = write_params(tmp_path / "params.yaml", data, **kw)
+    index = data / "index_noval.json"
+    run_trainer(params, index, tmp_path / "a")
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(trainer_cmd(params, index, tmp_path / "b", tmp_path / "live_b"), cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if line.startswith("epoch 1 step 1/3"):
+            proc.kill()  # SIGKILL: no chance to clean up
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -9
+    state = torch.load(tmp_path / "b" / "state" / "last.pt", weights_only=True)
+    assert state["epoch"] == 0 and not (tmp_path / "b" / "encoder.pt").exists()
+
+    out = run_trainer(params, index, tmp_path / "b", tmp_path / "live_b")
+    assert "resuming from" in out and "after epoch 0" in out and "epoch 0 step" not in out
+    a = torch.load(tmp_path / "a" / "encoder.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "encoder.pt", weights_only=True)
+    for part in ("video_encoder", "video_head"):
+        for k, v in a[part].items():
+            assert torch.equal(v, b[part][k]), (part, k)
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+    rows = (tmp_path / "live_b" / "plots" / "metrics" / "train" / "loss.tsv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 3  # the resumed run's curve is whole
+
+
+def test_two_process_ddp_run_on_uneven_shards(tmp_path, data):
+    # shards of 5 and 1 clips over 2 ranks: one rank must repeat its clip to give the same batch count
+    params = write_params(tmp_path / "params.yaml", data, epochs=2, val_window_starts=["centre"], log_every=1,
+                          data={"window": 25, "batch_size": 1})
+    out = run_trainer(params, data / "index_uneven.json", tmp_path / "out", tmp_path / "live", nproc=2)
+    assert "2 process(es)" in out and "epoch 1 step 3/3" in out
+    ckpt = torch.load(tmp_path / "out" / "encoder.pt", weights_only=True)
+    assert len(ckpt["history"]) == 2 and all(h["loss"] == h["loss"] for h in ckpt["history"])
+    assert ckpt["history"][-1]["val_windows"] == 6

@@ -1,0 +1,1 @@
+"""Training code: shard loading, augmentation, the pretraining loop, checkpoints and retrieval metrics."""

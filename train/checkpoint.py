@@ -1,0 +1,28 @@
+"""Atomic checkpoint writing and the resume rule (only a state from the same config and shard index)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+
+def save_atomic(obj, path: str | os.PathLike) -> None:
+    """A kill mid-write must leave the previous checkpoint intact: write a temp file, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_resumable(path: str | os.PathLike, params_hash: str, index_sha256: str) -> tuple[dict | None, str]:
+    """-> (state or None, why). A state written under other params or another shard index is ignored."""
+    path = Path(path)
+    if not path.exists():
+        return None, "no checkpoint, starting fresh"
+    state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
+    if state.get("params_hash") != params_hash or state.get("shard_index_sha256") != index_sha256:
+        return None, (f"checkpoint {path} is from other params or shards "
+                      f"({state.get('params_hash')}, index {str(state.get('shard_index_sha256'))[:12]}), starting fresh")
+    return state, f"resuming from {path} after epoch {state['epoch']}"

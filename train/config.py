@@ -1,0 +1,70 @@
+"""params.yaml -> typed configs. Unknown keys are errors (a typo must not silently fall back to a default),
+and the hash of the resolved configs identifies a training run."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+
+from ruamel.yaml import YAML
+
+from models.avclip import AVModelConfig
+from train.data import LoaderConfig
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    seed: int = 0
+    epochs: int = 100                 # upper bound; early stopping usually ends the run
+    lr: float = 0.01                  # AdamW, decayed x lr_decay per epoch down to min_lr (paper 4.1)
+    lr_decay: float = 0.9
+    min_lr: float = 1e-4
+    weight_decay: float = 0.01
+    temperature: float = 0.1
+    grad_clip: float = 1.0            # max global grad norm; 0 disables
+    patience: int = 3                 # stop after this many epochs without a lower training loss
+    bf16: bool = True                 # autocast on GPU (ignored on CPU)
+    max_steps_per_epoch: int | None = None  # cap for smoke runs; null: the whole corpus each epoch
+    log_every: int = 50               # steps between progress lines on stdout (the first is always printed)
+    eval_every: int = 1               # epochs between val retrievals (and always after the last epoch)
+    val_max_samples: int = 1000       # audio-to-video retrieval gallery size on the val split
+    val_window_starts: tuple = ("centre",)  # windows per val clip: "centre" or frame offsets
+    data: LoaderConfig = field(default_factory=LoaderConfig)
+
+
+def from_dict(cls, d: dict | None):
+    """Build a (nested, frozen) dataclass from a plain mapping; lists become tuples."""
+    d = dict(d or {})
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(names)}")
+    kwargs = {}
+    for k, v in d.items():
+        t = hints[k]
+        if dataclasses.is_dataclass(t):
+            v = from_dict(t, v)
+        elif isinstance(v, list):
+            v = tuple(v)
+        kwargs[k] = v
+    return cls(**kwargs)
+
+
+def resolved_dict(model: AVModelConfig, pretrain: PretrainConfig) -> dict:
+    m = dataclasses.replace(model, video=model.video.resolved())
+    return json.loads(json.dumps({"model": dataclasses.asdict(m), "pretrain": dataclasses.asdict(pretrain)}))
+
+
+def config_hash(model: AVModelConfig, pretrain: PretrainConfig) -> str:
+    blob = json.dumps(resolved_dict(model, pretrain), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def load_params(path: str | os.PathLike) -> tuple[AVModelConfig, PretrainConfig]:
+    with open(path) as f:
+        params = YAML(typ="safe").load(f) or {}
+    return from_dict(AVModelConfig, params.get("model")), from_dict(PretrainConfig, params.get("pretrain"))

@@ -1,0 +1,217 @@
+"""Self-supervised audio-visual contrastive pretraining (the `pretrain` DVC stage).
+
+    torchrun --standalone --nproc-per-node N -m train.pretrain --params params.yaml \
+        --index data/collect/pretrain.json --out artifacts/pretrain --live dvclive/pretrain
+
+A plain `python -m train.pretrain ...` is one process. Every epoch ends with a checkpoint in
+OUT/state/last.pt; rerunning after a kill resumes from it (same params and shard index only) and ends
+with the same weights as an uninterrupted run. OUT/encoder.pt holds the video encoder for fine-tuning.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from dvclive import Live
+
+from models.avclip import AVContrastiveModel
+from models.loss import InfoNCELoss
+from train.checkpoint import load_resumable, save_atomic
+from train.config import PretrainConfig, config_hash, load_params, resolved_dict
+from train.data import eval_windows, file_sha256, read_index, train_loader
+from train.distributed import DistInfo, all_reduce_mean, cleanup, init_from_env, wrap_ddp
+from train.retrieval import a2v_topk, embed_windows
+
+
+def lr_at(epoch: int, cfg: PretrainConfig) -> float:
+    return max(cfg.lr * cfg.lr_decay ** epoch, cfg.min_lr)
+
+
+def update_stopping(state: dict, loss: float, cfg: PretrainConfig) -> None:
+    """Early stopping on the training loss (paper: stop when it has not descended for 3 epochs)."""
+    if loss < state["best_loss"]:
+        state["best_loss"], state["bad_epochs"] = loss, 0
+    else:
+        state["bad_epochs"] += 1
+    state["done"] = state["bad_epochs"] >= cfg.patience
+
+
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:  # the frozen wav2vec2 CNN stays out
+            (decay if p.ndim >= 2 else no_decay).append(p)  # no decay on biases, norms, PReLU slopes
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def train_one_epoch(model, loss_fn, opt, loader, ds, epoch, cfg: PretrainConfig, info: DistInfo) -> dict:
+    model.train()
+    ds.set_epoch(epoch)
+    lr = lr_at(epoch, cfg)
+    for g in opt.param_groups:
+        g["lr"] = lr
+    use_bf16 = cfg.bf16 and info.device.type == "cuda"
+    n_steps = ds.batches_per_rank if cfg.max_steps_per_epoch is None else min(ds.batches_per_rank,
+                                                                              cfg.max_steps_per_epoch)
+    total, steps, t0 = 0.0, 0, time.perf_counter()
+    for batch in loader:
+        if steps == n_steps:
+            break
+        video = batch["video"].to(info.device, non_blocking=True)
+        audio = batch["audio"].to(info.device, non_blocking=True)
+        with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            zv, za = model(video, audio)
+        loss = loss_fn(zv, za)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        total += float(loss.detach())
+        steps += 1
+        if info.is_main and (steps == 1 or steps % cfg.log_every == 0):
+            print(f"epoch {epoch} step {steps}/{n_steps} loss {float(loss.detach()):.4f} lr {lr:.2e}", flush=True)
+    seconds = time.perf_counter() - t0
+    loss = all_reduce_mean(total / max(steps, 1), info)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"training loss is {loss} in epoch {epoch}; lower pretrain.lr or set grad_clip")
+    clips = steps * cfg.data.batch_size * info.world
+    return {"loss": loss, "lr": lr, "clips_per_s": clips / seconds, "seconds": seconds,
+            "peak_mem_gb": peak_memory_gb(info.device)}
+
+
+def evaluate(model: AVContrastiveModel, val_shards, cfg: PretrainConfig, info: DistInfo) -> dict:
+    """Audio-to-video retrieval on the val split (rank 0 only; capped at val_max_samples windows)."""
+    if not val_shards:
+        return {}
+    was_training = model.training
+    model.eval()
+    windows = eval_windows(val_shards, cfg.data, cfg.val_max_samples, tuple(cfg.val_window_starts))
+    keys, zv, za = embed_windows(model, windows, cfg.data.batch_size, info.device,
+                                 cfg.bf16 and info.device.type == "cuda")
+    model.train(was_training)
+    if len(keys) < 2:
+        return {}
+    return {**a2v_topk(za, zv), "val_windows": len(keys), "chance_top1": 1 / len(keys)}
+
+
+def log_epoch(live: Live | None, record: dict) -> None:
+    if live is None:
+        return
+    for name in ("loss", "lr", "clips_per_s", "peak_mem_gb"):
+        if name in record:
+            live.log_metric(f"train/{name}", record[name])
+    for name in ("a2v_top1", "a2v_top5"):
+        if name in record:
+            live.log_metric(f"val/{name}", record[name])
+    live.next_step()
+
+
+def export_encoder(path: Path, model: AVContrastiveModel, state: dict) -> None:
+    save_atomic({"video_encoder": model.video.state_dict(), "video_head": model.video_head.state_dict(),
+                 "config": state["config"], "params_hash": state["params_hash"],
+                 "shard_index_sha256": state["shard_index_sha256"], "epochs_trained": state["epoch"] + 1,
+                 "initial_retrieval": state.get("initial", {}),
+                 "history": state["history"]}, path)
+
+
+def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
+    info = init_from_env()
+    model_cfg, cfg = load_params(params)
+    params_hash = config_hash(model_cfg, cfg)
+    index_sha = file_sha256(index)
+    train_shards, val_shards = read_index(index, "train"), read_index(index, "val")
+    out_dir = Path(out)
+    state_path = out_dir / "state" / "last.pt"
+
+    if info.world * cfg.data.batch_size < 2:
+        raise ValueError("InfoNCE needs at least 2 clips per global batch (pretrain.data.batch_size x processes)")
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = AVContrastiveModel(model_cfg).to(info.device)
+    opt = make_optimizer(model, cfg)
+    state, why = load_resumable(state_path, params_hash, index_sha)
+    if info.is_main:
+        print(f"{why} ({info.world} process(es), device {info.device}, params {params_hash})", flush=True)
+    if state is None:
+        state = {"epoch": -1, "best_loss": math.inf, "bad_epochs": 0, "done": False, "history": [],
+                 "params_hash": params_hash, "shard_index_sha256": index_sha,
+                 "config": resolved_dict(model_cfg, cfg)}
+    else:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+
+    ddp = wrap_ddp(model, info)
+    group = dist.new_group() if info.world > 1 else None  # keeps the loss's collectives apart from DDP's
+    loss_fn = InfoNCELoss(cfg.temperature, group)
+    loader, ds = train_loader(train_shards, cfg.data, cfg.seed, info.rank, info.world,
+                              pin_memory=info.device.type == "cuda")
+    if info.is_main and ds.total < info.world * cfg.data.batch_size:
+        print(f"warning: {ds.total} training clips for a global batch of {info.world * cfg.data.batch_size}: "
+              "clips repeat inside a batch and act as false negatives", flush=True)
+
+    live = None
+    if info.is_main and "initial" not in state:  # retrieval before any training: the baseline of the curve
+        state["initial"] = evaluate(model, val_shards, cfg, info)
+        print(f"before training: {state['initial']}", flush=True)
+    if info.is_main and live_dir:
+        # Curves are rebuilt from the checkpoint's history, so a resumed run's plots are whole.
+        live = Live(live_dir, save_dvc_exp=False, dvcyaml=None)
+        live.log_params({"params_hash": params_hash, "shard_index_sha256": index_sha})
+        log_epoch(live, state["initial"])
+        for record in state["history"]:
+            log_epoch(live, record)
+
+    epoch = state["epoch"] + 1
+    while not state["done"] and epoch < cfg.epochs:
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + info.rank)  # dropout / masking replay on resume
+        record = {"epoch": epoch, **train_one_epoch(ddp, loss_fn, opt, loader, ds, epoch, cfg, info)}
+        update_stopping(state, record["loss"], cfg)
+        state["done"] = state["done"] or epoch + 1 >= cfg.epochs
+        state["epoch"] = epoch
+        if info.is_main and ((epoch + 1) % cfg.eval_every == 0 or state["done"]):
+            record.update(evaluate(model, val_shards, cfg, info))
+        if info.is_main:
+            print(f"epoch {epoch} done: " + " ".join(f"{k} {v:.4g}" for k, v in record.items()), flush=True)
+        state["history"].append(record)
+        if info.is_main:
+            save_atomic({**state, "model": model.state_dict(), "optimizer": opt.state_dict()}, state_path)
+            log_epoch(live, record)
+        epoch += 1
+    if info.is_main:
+        export_encoder(out_dir / "encoder.pt", model, state)
+        if live is not None:
+            live.end()
+        print(f"finished after epoch {state['epoch']}; encoder -> {out_dir / 'encoder.pt'}", flush=True)
+    if info.world > 1:
+        dist.barrier()
+    cleanup()
+    return state
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--index", default="data/collect/pretrain.json", help="collect-stage shard index")
+    p.add_argument("--out", default="artifacts/pretrain")
+    p.add_argument("--live", default="dvclive/pretrain", help="DVCLive directory ('' to disable)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch default)")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    run(a.params, a.index, a.out, a.live or None)
+
+
+if __name__ == "__main__":
+    main()

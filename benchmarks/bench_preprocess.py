@@ -8,7 +8,8 @@ the PyAV decoder may use extra threads), and prints frames per second per stage 
 the track stage lands, boxes come from dlib's HOG detector written in the track contract (timed
 separately as `track (HOG stand-in)`); with the track stage present and the RetinaFace weights in
 ../shared/weights, the real track stage runs. Then reads every shard with WebDataset (decoding the .npy and
-json fields) and prints samples/s. Nothing is asserted.
+json fields) two ways, WebDataset's generic decoders and the training loader's path (train.data), and
+prints samples/s and frames/s. Nothing is asserted.
 """
 from __future__ import annotations
 
@@ -76,18 +77,41 @@ def main() -> None:
     total = sum(times.values())
     print(f"  {'end to end':<22} {total:7.2f} s  {frames / total:8.1f} frames/s (resample to shards)")
 
+    urls = sorted(glob.glob(str(root / "data" / "shards" / "*" / "*.tar")))
+    print(f"shard read, {frames} frames in {len(urls)} shards, {args.read_passes} passes:")
+    for label, read in read_paths().items():
+        print(f"  {label:<44} {read_speed(read, urls, args.read_passes)}")
+
+
+def read_paths() -> dict:
+    """The ways shards are read: WebDataset's generic decoders (what the benchmark timed first) and the
+    training loader's own path (train.data: local tar reader, .npy viewed in place)."""
     import webdataset as wds
 
-    urls = sorted(glob.glob(str(root / "data" / "shards" / "*" / "*.tar")))
-    n = 0
-    start = time.perf_counter()
-    for _ in range(args.read_passes):
-        for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode():
-            n += 1
-    seconds = time.perf_counter() - start
-    print(f"shard read (WebDataset, .npy + json decoded): {n / seconds:.0f} samples/s "
-          f"({n} samples, {n * frames / (n // args.read_passes) / seconds:.0f} frames/s)")
+    from train.data import decode_sample, iter_samples
 
+    def generic(urls):
+        for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode():
+            yield len(sample["video.npy"])
+
+    def loader(urls):
+        for sample in iter_samples(urls):
+            yield len(decode_sample(sample)[1])
+
+    return {"WebDataset .decode() (.npy + json)": generic, "train.data (iter_samples + decode_sample)": loader}
+
+
+def read_speed(read, urls: list[str], passes: int) -> str:
+    for _ in read(urls):  # one untimed pass: file cache and imports warm for every path alike
+        pass
+    samples = frames = 0
+    start = time.perf_counter()
+    for _ in range(passes):
+        for n_frames in read(urls):
+            samples += 1
+            frames += n_frames
+    seconds = time.perf_counter() - start
+    return f"{samples / seconds:7.0f} samples/s {frames / seconds:9.0f} frames/s ({samples} samples)"
 
 if __name__ == "__main__":
     main()

@@ -84,7 +84,7 @@ def work(task: VideoTask) -> dict:
     detector, syncnet = _load_models(inputs["weights"], inputs["params"])
     audio = Path(inputs["audio"])
     result = track_video(Path(inputs["video"]), audio if audio.exists() else None, inputs["params"], detector,
-                         syncnet, pretrain_real=inputs["pretrain_real"])
+                         syncnet, pretrain_real=inputs["pretrain_real"], scratch=boxes_out)
     write_parquet_atomic(segments_out, pd.DataFrame(result.segments))
     write_parquet_atomic(boxes_out, result.boxes)
     return result.details

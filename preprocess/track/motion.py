@@ -1,6 +1,10 @@
 """Signals for the weights-free audio-visual score: mouth-region motion energy and the audio energy envelope."""
 from __future__ import annotations
 
+import wave
+from collections.abc import Iterable
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -41,8 +45,41 @@ def motion_energy(patches: np.ndarray) -> np.ndarray:
     return np.concatenate([energy[:1], energy]).astype(np.float32)
 
 
+def streamed_motion_energy(runs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """motion_energy(mouth_patches(...)) of a whole track, fed as consecutive runs of (gray frames, boxes).
+
+    Equal, value for value, to the all-at-once result: each run is prefixed with the previous run's last
+    patch, so every frame-to-frame difference is computed exactly once, from the same two patches.
+    Memory: one run of frames and patches, whatever the track's length.
+    """
+    parts: list[np.ndarray] = []
+    previous = None
+    for frames, boxes in runs:
+        patches = mouth_patches(frames, boxes, 0)
+        if previous is None:
+            parts.append(motion_energy(patches))
+        else:
+            parts.append(motion_energy(np.concatenate([previous, patches]))[1:])
+        previous = patches[-1:]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
 def audio_envelope(audio: np.ndarray, samples_per_frame: int = 640) -> np.ndarray:
     """Per video frame log RMS energy of the audio (n_frames,)."""
     n = len(audio) // samples_per_frame
     frames = audio[: n * samples_per_frame].reshape(n, samples_per_frame).astype(np.float64)
     return np.log(np.sqrt((frames ** 2).mean(axis=1)) + 1e-4).astype(np.float32)
+
+
+def wav_envelope(wav_path: Path, samples_per_frame: int = 640, chunk_frames: int = 1500) -> np.ndarray:
+    """audio_envelope(read_audio(wav_path)), reading the file a minute at a time instead of all at once."""
+    parts = []
+    with wave.open(str(wav_path), "rb") as wav:
+        if wav.getnchannels() != 1 or wav.getsampwidth() != 2:
+            raise ValueError(f"{wav_path}: expected 16-bit mono PCM")
+        while True:
+            pcm = np.frombuffer(wav.readframes(chunk_frames * samples_per_frame), dtype="<i2")
+            if len(pcm) < samples_per_frame:  # what is left is less than a frame: dropped, as audio_envelope does
+                break
+            parts.append(audio_envelope(pcm.astype(np.float32) / 32768.0, samples_per_frame))
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)

@@ -133,19 +133,40 @@ def face_crops(frames_rgb: np.ndarray, boxes: np.ndarray, crop_scale: float = 0.
 
 
 @torch.inference_mode()
-def embed(net: SyncNet, crops_bgr: np.ndarray, audio: np.ndarray, device: str = "cpu",
+def embed(net: SyncNet, crops_bgr, audio: np.ndarray, device: str = "cpu",
           batch: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """Video and audio embeddings for every 5-frame window that has its full 0.2 s of audio."""
+    """Video and audio embeddings for every 5-frame window that has its full 0.2 s of audio.
+
+    `crops_bgr`: (T, 224, 224, 3) uint8, or an iterable of such blocks in frame order, so a long track is
+    never whole in memory (150 kB a frame as uint8, 600 kB as the network's float input). Windows are
+    embedded in the same batches either way, so the results do not depend on how the crops arrive.
+    """
     coeffs = mfcc(audio)
-    n = min(len(crops_bgr), coeffs.shape[1] // MFCC_PER_FRAME) - WINDOW + 1
+    n_audio = coeffs.shape[1] // MFCC_PER_FRAME  # frames with their 4 MFCC frames
+    blocks = [crops_bgr] if isinstance(crops_bgr, np.ndarray) else crops_bgr
+    held, first, start = np.zeros((0, CROP, CROP, 3), np.uint8), 0, 0  # held[i] is frame first + i
     video_emb, audio_emb = [], []
-    frames = torch.from_numpy(crops_bgr).permute(3, 0, 1, 2).float()  # (3, T, 224, 224)
-    for start in range(0, max(n, 0), batch):
-        idx = range(start, min(n, start + batch))
-        clips = torch.stack([frames[:, t:t + WINDOW] for t in idx]).to(device)
+
+    def run(stop: int) -> None:
+        """Embed windows [start, stop) from the held frames, then let go of the frames no window needs."""
+        nonlocal held, first, start
+        frames = torch.from_numpy(held[: stop + WINDOW - 1 - first]).permute(3, 0, 1, 2).float()
+        idx = range(start, stop)
+        clips = torch.stack([frames[:, t - first:t - first + WINDOW] for t in idx]).to(device)
         windows = torch.stack([coeffs[None, :, MFCC_PER_FRAME * t: MFCC_PER_FRAME * t + 20] for t in idx]).to(device)
         video_emb.append(net.forward_lip(clips).cpu())
         audio_emb.append(net.forward_aud(windows).cpu())
+        held, first, start = held[stop - first:], stop, stop
+
+    for block in blocks:
+        # Frames past the audio's end start no window: not keeping them bounds `held` when the audio is short.
+        held = np.concatenate([held, block[: max(0, n_audio - first - len(held))]])
+        # A full batch is final once its last window's frames are held and the audio covers it.
+        while first + len(held) >= start + batch + WINDOW - 1 and start + batch <= n_audio - WINDOW + 1:
+            run(start + batch)
+    n = min(first + len(held), n_audio) - WINDOW + 1
+    while start < n:
+        run(min(n, start + batch))
     if not video_emb:
         return np.zeros((0, 1024), np.float32), np.zeros((0, 1024), np.float32)
     return torch.cat(video_emb).numpy(), torch.cat(audio_emb).numpy()
@@ -160,19 +181,23 @@ class SyncNetScorer:
         self.vshift = vshift
 
     def score(self, video: Path, track, audio: np.ndarray) -> SyncScore:
-        from preprocess.media import iter_frame_batches
-
-        crops, frame = [], 0
-        for batch in iter_frame_batches(video):
-            lo, hi = max(track.start, frame), min(track.end, frame + len(batch))
-            if lo < hi:
-                crops.append(face_crops(batch[lo - frame: hi - frame], track.boxes[lo - track.start: hi - track.start]))
-            frame += len(batch)
-            if frame >= track.end:
-                break
         clip_audio = audio[track.start * 640: track.end * 640]
-        video_emb, audio_emb = embed(self.net, np.concatenate(crops), clip_audio, self.device)
+        video_emb, audio_emb = embed(self.net, self._crops(video, track), clip_audio, self.device)
         if len(video_emb) == 0:
             return SyncScore(SYNCNET, float("nan"), None)
         offset, confidence, _ = offset_search(video_emb, audio_emb, self.vshift)
         return SyncScore(SYNCNET, confidence, offset)
+
+    @staticmethod
+    def _crops(video: Path, track):
+        """The track's face crops, a decoded batch at a time (never the whole track in memory)."""
+        from preprocess.media import iter_frame_batches
+
+        frame = 0
+        for batch in iter_frame_batches(video):
+            lo, hi = max(track.start, frame), min(track.end, frame + len(batch))
+            if lo < hi:
+                yield face_crops(batch[lo - frame: hi - frame], track.boxes[lo - track.start: hi - track.start])
+            frame += len(batch)
+            if frame >= track.end:
+                break

@@ -1,6 +1,7 @@
 """The track step for one resampled video: detect, cut, track, score against the audio, choose the speaker."""
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,32 +12,36 @@ import pandas as pd
 from pipeline.status import SKIPPED, StageFailure
 from preprocess.media import iter_frame_batches, read_audio
 from preprocess.track.detect import RetinaFaceBatch, detection_scale
-from preprocess.track.motion import audio_envelope, motion_energy, mouth_patches
+from preprocess.framestore import FrameStore, frame_store
+from preprocess.track.motion import streamed_motion_energy, wav_envelope
 from preprocess.track.params import TrackParams
 from preprocess.track.shots import ShotCuts
 from preprocess.track.sync import Choice, SyncScore, audio_shift_frames, av_energy_score, choose_speakers
 from preprocess.track.tracking import Track, build_tracks
 
 BOX_COLUMNS = ["segment", "frame", "x1", "y1", "x2", "y2", "score", "detected"]
+MOTION_RUN = 64  # gray frames read back from disk at a time for a track's mouth motion (3 MB at 240x192)
 
 
 @dataclass
 class Decoded:
-    """What one decoding pass leaves: detections (full-frame pixels), shot cuts, small gray frames."""
+    """What one decoding pass leaves: detections (full-frame pixels), shot cuts, small gray frames (on disk)."""
     n_frames: int
     width: int
     height: int
     scale_xy: tuple[float, float]  # small frame pixels per full frame pixel
     detections: dict[int, np.ndarray]
     cuts: list[int]
-    gray: np.ndarray  # (T, h, w) uint8 at detection size, for the mouth motion
+    gray: FrameStore  # T rows (h, w) uint8 at detection size, for the mouth motion; open only inside track_video
 
 
-def decode_and_detect(video: Path, detector: RetinaFaceBatch, params: TrackParams) -> Decoded:
-    """One pass over the video: shrink each batch, detect on every stride-th frame (and the last), find cuts."""
+def decode_and_detect(video: Path, detector: RetinaFaceBatch, params: TrackParams, gray: FrameStore) -> Decoded:
+    """One pass over the video: shrink each batch, detect on every stride-th frame (and the last), find cuts.
+
+    The small gray frames go to `gray` (disk), since the tracks that say where to look are known only at the end.
+    """
     shots = ShotCuts(params.shots())
     detections: dict[int, np.ndarray] = {}
-    grays: list[np.ndarray] = []
     start = 0
     size = scale_xy = None
     last_small = None
@@ -49,7 +54,7 @@ def decode_and_detect(video: Path, detector: RetinaFaceBatch, params: TrackParam
         small = batch if size == (width, height) else np.stack(
             [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in batch])
         shots.feed(small)
-        grays.append(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in small]))
+        gray.append(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in small]))
         idx = [i for i in range(len(small)) if (start + i) % params.detect_stride == 0]
         for i, det in zip(idx, detector(small[idx])):
             detections[start + i] = _to_full(det, scale_xy)
@@ -59,7 +64,7 @@ def decode_and_detect(video: Path, detector: RetinaFaceBatch, params: TrackParam
         raise StageFailure("the resampled video has no frames")
     if (start - 1) not in detections:  # the last frame closes the tracks that reach the end
         detections[start - 1] = _to_full(detector(last_small)[0], scale_xy)
-    return Decoded(start, width, height, scale_xy, detections, shots.cuts, np.concatenate(grays))
+    return Decoded(start, width, height, scale_xy, detections, shots.cuts, gray)
 
 
 def _to_full(det: np.ndarray, scale_xy: tuple[float, float]) -> np.ndarray:
@@ -78,15 +83,22 @@ def faces_at_once(tracks: list[Track], n_frames: int) -> np.ndarray:
     return np.cumsum(count)[:n_frames]
 
 
-def energy_scores(decoded: Decoded, tracks: list[Track], audio: np.ndarray, params: TrackParams) -> list[SyncScore]:
-    envelope = audio_envelope(audio)
+def energy_scores(decoded: Decoded, tracks: list[Track], envelope: np.ndarray,
+                  params: TrackParams) -> list[SyncScore]:
     sx, sy = decoded.scale_xy
     scores = []
     for t in tracks:
         small_boxes = t.boxes * np.array([sx, sy, sx, sy], np.float32)
-        motion = motion_energy(mouth_patches(decoded.gray, small_boxes, t.start))
+        runs = ((frames, small_boxes[lo - t.start: lo - t.start + len(frames)])
+                for lo, frames in decoded.gray.runs(t.start, t.end, MOTION_RUN))
+        motion = streamed_motion_energy(runs)
         scores.append(av_energy_score(motion, envelope[t.start: t.end], params.energy_max_lag))
     return scores
+
+
+def default_scratch(video: Path) -> Path:
+    """Where the gray frames go when the caller names no place: the system's temporary folder."""
+    return Path(tempfile.gettempdir()) / f"{video.stem}.track-frames"
 
 
 @dataclass
@@ -97,25 +109,24 @@ class VideoTracks:
 
 
 def track_video(video: Path, audio_path: Path | None, params: TrackParams, detector: RetinaFaceBatch,
-                syncnet=None, pretrain_real: bool = False) -> VideoTracks:
-    """Raise StageFailure (plain words) when no usable face track exists; never for poor sync of a fake."""
-    decoded = decode_and_detect(video, detector, params)
-    n_detected = sum(len(d) > 0 for d in decoded.detections.values())
-    if n_detected == 0:
-        raise StageFailure("no face found", frames=decoded.n_frames)
-    tracks = build_tracks(decoded.detections, decoded.cuts, params.detect_stride, params.tracking())
-    if not tracks:
-        raise StageFailure(
-            f"no face track of at least {params.min_track_frames} frames with faces of at least "
-            f"{params.min_face_size:g} px", frames=decoded.n_frames, frames_with_faces=n_detected)
+                syncnet=None, pretrain_real: bool = False, scratch: Path | None = None) -> VideoTracks:
+    """Raise StageFailure (plain words) when no usable face track exists; never for poor sync of a fake.
 
-    audio = read_audio(audio_path) if audio_path is not None else None
-    if audio is None:
-        scores = None
-    elif syncnet is not None:
-        scores = [syncnet.score(video, t, audio) for t in tracks]
-    else:
-        scores = energy_scores(decoded, tracks, audio, params)
+    `scratch`: a path beside which the small gray frames wait on disk while the video is processed (46 kB a
+    frame at the default detection size); best the caller's output path, so they go to the data disk rather
+    than a possibly RAM-backed temporary folder (the default). The file never outlives the call.
+    """
+    with frame_store(scratch or default_scratch(video)) as gray:
+        decoded = decode_and_detect(video, detector, params, gray)
+        n_detected = sum(len(d) > 0 for d in decoded.detections.values())
+        if n_detected == 0:
+            raise StageFailure("no face found", frames=decoded.n_frames)
+        tracks = build_tracks(decoded.detections, decoded.cuts, params.detect_stride, params.tracking())
+        if not tracks:
+            raise StageFailure(
+                f"no face track of at least {params.min_track_frames} frames with faces of at least "
+                f"{params.min_face_size:g} px", frames=decoded.n_frames, frames_with_faces=n_detected)
+        scores = _sync_scores(video, audio_path, decoded, tracks, params, syncnet)
     spans = [(t.start, t.end) for t in tracks]
     sizes = [float(np.median(np.minimum(t.boxes[:, 2] - t.boxes[:, 0], t.boxes[:, 3] - t.boxes[:, 1])))
              for t in tracks]
@@ -147,6 +158,17 @@ def track_video(video: Path, audio_path: Path | None, params: TrackParams, detec
         frames_out.append(_box_rows(seg, track))
         segments.append(_segment_row(seg, track, choice, int(at_once[track.start: track.end].max()), params))
     return VideoTracks(pd.concat(frames_out, ignore_index=True), segments, details)
+
+
+def _sync_scores(video: Path, audio_path: Path | None, decoded: Decoded, tracks: list[Track],
+                 params: TrackParams, syncnet) -> list[SyncScore] | None:
+    if audio_path is None:
+        return None
+    if syncnet is not None:  # SyncNet takes its own 0.2 s audio windows of each track
+        audio = read_audio(audio_path)
+        return [syncnet.score(video, t, audio) for t in tracks]
+    # The weights-free score needs only the per-frame envelope: 4 bytes a frame instead of 2.5 kB of audio.
+    return energy_scores(decoded, tracks, wav_envelope(audio_path), params)
 
 
 def _too_poor(choice: Choice, params: TrackParams) -> bool:

@@ -1,0 +1,151 @@
+"""Memory stays bounded for long videos: track and align keep per-frame pictures on disk, not in memory.
+
+The mechanism is checked, not a wall-clock or RSS figure: the peak of traced allocations (numpy reports its
+buffers to tracemalloc) must not grow with the video's length by anything like a picture per frame. The same
+GRID clip is looped to a short and a three times longer video; the per-frame numbers the steps do keep
+(boxes, landmarks, transforms) are a few hundred bytes to 2 kB a frame, the pictures 46 kB (track's small
+gray frames) and 83 kB (align's face patches).
+"""
+from __future__ import annotations
+
+import os
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import GRID_CLIPS, WEIGHTS
+from preprocess.align.config import AlignParams
+from preprocess.align.npz import Chunked, save_npz
+from preprocess.ffmpeg import run_ffmpeg
+from preprocess.media import read_audio, read_frames
+from preprocess.resample import ResampleParams, resample_video
+from preprocess.framestore import frame_store
+from preprocess.track.motion import audio_envelope, motion_energy, mouth_patches, streamed_motion_energy, wav_envelope
+
+RETINAFACE = WEIGHTS / "retinaface" / "retinaface_mobilenet0.25.pth"
+SHORT, LONG = 6, 18  # seconds of looped clip
+GROWTH_PER_FRAME = 4096  # bytes: far below one picture a frame, above the per-frame numbers the steps keep
+
+
+def looped(clip: Path, seconds: int, folder: Path) -> tuple[Path, Path]:
+    src, video, audio = folder / f"loop{seconds}.mkv", folder / f"v{seconds}.mkv", folder / f"a{seconds}.wav"
+    run_ffmpeg(["-stream_loop", "-1", "-i", str(clip), "-t", str(seconds), "-c:v", "libx264", "-preset",
+                "ultrafast", "-crf", "18", "-c:a", "pcm_s16le", str(src)])
+    resample_video(src, video, audio, ResampleParams())
+    return video, audio
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    if not GRID_CLIPS:
+        pytest.skip("real test clips not found")
+    folder = tmp_path_factory.mktemp("long")
+    return {s: looped(GRID_CLIPS[0], s, folder) for s in (SHORT, LONG)}
+
+
+def traced_peak(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_track_and_align_peak_allocations_do_not_grow_with_length(clips, tmp_path):
+    if not RETINAFACE.exists():
+        pytest.skip("RetinaFace weights not found")
+    import torch
+
+    from preprocess.align.video import align_video, make_landmarker
+    from preprocess.track.detect import RetinaFaceBatch
+    from preprocess.track.params import TrackParams
+    from preprocess.track.video import track_video
+
+    torch.set_num_threads(1)
+    params = TrackParams()
+    detector = RetinaFaceBatch(RETINAFACE, params.detector(), device="cpu")
+    align_params = AlignParams(backend="dlib")
+    landmarker = make_landmarker(align_params)
+    peaks, frames = {}, {}
+    for seconds, (video, audio) in clips.items():
+        result = {}
+        peaks["track", seconds] = traced_peak(lambda: result.update(
+            r=track_video(video, audio, params, detector, scratch=tmp_path / "frames")))
+        r = result["r"]
+        frames[seconds] = r.details["frames"]
+        out = tmp_path / f"{seconds}.npz"
+        peaks["align", seconds] = traced_peak(lambda: align_video(
+            video, audio, r.boxes, pd.DataFrame(r.segments), align_params, landmarker, out))
+    extra = frames[LONG] - frames[SHORT]
+    assert extra >= 250
+    for step in ("track", "align"):
+        growth = peaks[step, LONG] - peaks[step, SHORT]
+        assert growth < GROWTH_PER_FRAME * extra, (step, growth / extra, peaks)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{LONG}.npz", f"{SHORT}.npz"]  # no scratch left
+
+
+def test_frame_store_round_trip_and_scratch_always_removed(tmp_path):
+    rows = np.random.default_rng(0).integers(0, 255, (10, 6, 4), np.uint8)
+    with frame_store(tmp_path / "x.out") as store:
+        store.append(rows[:4])
+        store.put(7, rows[7:])
+        store.put(4, rows[4:7])
+        assert np.array_equal(store.read(0, 10), rows)
+        assert np.array_equal(np.concatenate([r for _, r in store.runs(1, 10, 4)]), rows[1:])
+        assert os.listdir(tmp_path) == []  # unlinked while open: nothing to leave behind if killed
+    with pytest.raises(RuntimeError), frame_store(tmp_path / "y.out", (2,)) as store:
+        store.append(np.zeros((3, 2), np.uint8))
+        raise RuntimeError("a failing step")
+    assert os.listdir(tmp_path) == []
+
+
+def test_streamed_signals_equal_the_whole_at_once(clips):
+    video, audio = clips[SHORT]
+    gray = read_frames(video, gray=True)[:300]
+    boxes = np.tile(np.array([[100, 60, 200, 190]], np.float32), (len(gray), 1)) + np.arange(len(gray))[:, None] % 7
+    whole = motion_energy(mouth_patches(gray, boxes, 0))
+    for run in (2, 7, 256):
+        runs = ((gray[i:i + run], boxes[i:i + run]) for i in range(0, len(gray), run))
+        assert streamed_motion_energy(runs).tobytes() == whole.tobytes()
+    assert wav_envelope(audio, chunk_frames=7).tobytes() == audio_envelope(read_audio(audio)).tobytes()
+
+
+def test_chunked_npz_loads_like_savez(tmp_path):
+    arrays = {"a": np.arange(12, dtype=np.int32), "meta": np.array("{}")}
+    big = np.random.default_rng(1).integers(0, 255, (9, 5, 3), np.uint8)
+    np.savez(tmp_path / "ref.npz", a=arrays["a"], big=big, meta=arrays["meta"])
+    with open(tmp_path / "ours.npz", "wb") as f:
+        save_npz(f, {"a": arrays["a"], "big": Chunked(big.shape, np.uint8, lambda: (big[:4], big[4:])),
+                     "meta": arrays["meta"]})
+    ref, ours = np.load(tmp_path / "ref.npz"), np.load(tmp_path / "ours.npz")
+    assert ours.files == ref.files
+    for k in ref.files:
+        assert ours[k].dtype == ref[k].dtype and np.array_equal(ours[k], ref[k])
+    with pytest.raises(ValueError), open(tmp_path / "short.npz", "wb") as f:
+        save_npz(f, {"big": Chunked(big.shape, np.uint8, lambda: (big[:4],))})
+
+
+def test_shard_npy_fast_path_matches_np_load():
+    """train.data views .npy members in place instead of np.load's copy (the shard read path): same arrays,
+    and anything its header pattern does not cover still goes through np.load."""
+    import io
+
+    from preprocess.shards import npy_bytes
+    from train.data import _load_npy
+
+    rng = np.random.default_rng(2)
+    arrays = [rng.integers(0, 255, (5, 96, 96), np.uint8), rng.standard_normal((3, 640)).astype(np.float32),
+              np.arange(6, dtype=">i2"), np.zeros((0, 68, 2), np.float32), np.array(3.5), np.array([True, False]),
+              np.asfortranarray(rng.standard_normal((4, 3))), np.zeros(2, [("a", "<i4"), ("b", "<f8")])]
+    for array in arrays:
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, array, allow_pickle=False)
+        data = bytearray(buffer.getvalue())
+        got = _load_npy(data)
+        assert got.dtype == array.dtype and got.shape == array.shape and np.array_equal(got, array)
+    video = _load_npy(bytearray(npy_bytes(arrays[0])))
+    assert video.flags.writeable and not video.flags.owndata  # a view on the member's own buffer, no copy

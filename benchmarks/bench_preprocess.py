@@ -3,18 +3,18 @@
     python benchmarks/bench_preprocess.py [--copies 3]
 
 Runs resample -> track -> align -> crop in a scratch project on `--copies` copies (symlinks) of the
-GRID and CREMA-D clips, with one single-threaded dask worker (one core for the Python work; ffmpeg and
-the PyAV decoder may use extra threads), and prints frames per second per stage and end to end. Until
-the track stage lands, boxes come from dlib's HOG detector written in the track contract (timed
-separately as `track (HOG stand-in)`); with the track stage present and the RetinaFace weights in
-../shared/weights, the real track stage runs. Then reads every shard with WebDataset (decoding the .npy and
-json fields) two ways, WebDataset's generic decoders and the training loader's path (train.data), and
-prints samples/s and frames/s. Nothing is asserted.
+GRID and CREMA-D clips (RetinaFace weights from ../shared/weights), with one single-threaded dask worker
+(one core for the Python work; ffmpeg and the PyAV decoder may use extra threads), and prints frames per
+second per stage and end to end. Then reads every shard (decoding the .npy and json fields) two ways,
+WebDataset's generic decoders and the training loader's path (train.data), and prints samples/s and
+frames/s. Nothing is asserted.
 """
 from __future__ import annotations
 
 import argparse
+import atexit
 import glob
+import shutil
 import sys
 import tempfile
 import time
@@ -35,23 +35,18 @@ def main() -> None:
     import test_align_helpers as h
     from pipeline.manifest import scan_corpus, write_manifest
     from pipeline.params import get_corpus, load_params
-    from pipeline.stages import align, crop, resample
+    from pipeline.stages import align, crop, resample, track
 
+    if h.MISSING:
+        raise SystemExit(h.MISSING)
     root = Path(tempfile.mkdtemp(prefix="avlips-bench-")) / "project"
+    atexit.register(shutil.rmtree, root.parent, ignore_errors=True)
     for sub, clips in (("grid", h.GRID), ("cremad", h.CREMAD)):
         (root / "raw" / sub).mkdir(parents=True)
         for copy in range(args.copies):
             for clip in clips:
                 (root / "raw" / sub / f"c{copy}_{clip.name}").symlink_to(clip)
-    retinaface = h.SHARED / "weights" / "retinaface" / "retinaface_mobilenet0.25.pth"
-    try:
-        from pipeline.stages import track
-    except ImportError:
-        track = None
-    real_track = track is not None and retinaface.exists()
-    text = h.PARAMS.replace("maxcount: 4", "maxcount: 1000")
-    if real_track:
-        text += f"weights:\n  retinaface: {retinaface}\n"
+    text = h.project_params().replace("maxcount: 4", "maxcount: 1000")
     (root / "params.yaml").write_text(text)
     (root / "data_manifests").mkdir()
     times = {}
@@ -60,8 +55,7 @@ def main() -> None:
         for name in ("gridt", "cremadt"):
             write_manifest(scan_corpus(get_corpus(name, params)), root / "data_manifests" / f"{name}.parquet")
         for step, fn in (("resample", lambda n: resample.run(n, client)),
-                         (("track", lambda n: track.run(n, client)) if real_track else
-                          ("track (HOG stand-in)", h.write_track_outputs)),
+                         ("track", lambda n: track.run(n, client)),
                          ("align", lambda n: align.run(n, client)), ("crop", crop.run)):
             start = time.perf_counter()
             for name in ("gridt", "cremadt"):

@@ -4,30 +4,49 @@
     python benchmarks/bench_pretrain.py --configs full --batch 32 --steps 10   # on a GPU machine
 
 Each configuration runs in its own process (peak memory is per process) through the real training path:
-WebDataset shards written from the GRID test clips, the loader with augmentation, AdamW, InfoNCE,
-bf16 autocast on GPU. "full" is the paper's R18 + 6-layer transformer video encoder and the
-wav2vec2-base architecture (randomly initialised: same compute, no download).
+the WebDataset shards the pipeline makes from the shared GRID clips (resample, track, align, crop and
+collect, run once first in a scratch project, as the tests build it: about a minute or two on CPU), the
+loader with augmentation, AdamW, InfoNCE, bf16 autocast on GPU. The loader repeats the 6 clips to fill
+bigger batches; epochs restart as needed. "full" is the paper's R18 + 6-layer transformer video encoder
+and the wav2vec2-base architecture (randomly initialised: same compute, no download).
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-GRID = sorted(glob.glob(str(ROOT.parent / "shared" / "testdata" / "grid" / "*.mpg"))) or \
-    sorted(glob.glob("/work/shared/testdata/grid/*.mpg"))
+sys.path.insert(0, str(ROOT / "tests"))  # test_align_helpers: the pipeline project the tests use
 
 
-def measure(config: str, batch: int, steps: int, threads: int) -> dict:
+def pipeline_index() -> Path:
+    """Runs the pipeline on the shared clips (in a scratch folder removed at exit); a shard index of its
+    pretraining shards, train and val both for training."""
+    import test_align_helpers as h
+
+    if h.MISSING:
+        raise SystemExit(h.MISSING)
+    shards = h.pretrain_shards("train", "val")
+    return h.write_index(h.packed_project().parent / "bench_index.json", train=shards)
+
+
+def batches(loader, ds):
+    """Batches without end: a new epoch whenever one runs out (the pipeline's corpus is small)."""
+    epoch = 0
+    while True:
+        ds.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def measure(config: str, index: str, batch: int, steps: int, threads: int) -> dict:
     import torch
     from transformers import Wav2Vec2Config
 
@@ -37,8 +56,7 @@ def measure(config: str, batch: int, steps: int, threads: int) -> dict:
     from models.presets import TINY_VIDEO, tiny_wav2vec2_config
     from models.video import VideoEncoderConfig
     from train.config import PretrainConfig
-    from train.data import LoaderConfig, ShardInfo, train_loader
-    from train.fixtures import write_shards
+    from train.data import LoaderConfig, read_index, train_loader
     from train.pretrain import make_optimizer
 
     torch.set_num_threads(threads)
@@ -52,27 +70,24 @@ def measure(config: str, batch: int, steps: int, threads: int) -> dict:
     model = AVContrastiveModel(mcfg, audio).to(device)
     cfg = PretrainConfig(data=LoaderConfig(batch_size=batch, num_workers=0))
     opt, loss_fn = make_optimizer(model, cfg), InfoNCELoss(cfg.temperature)
-    with tempfile.TemporaryDirectory() as tmp:
-        need = batch * (steps + 1)
-        index = write_shards(GRID, tmp, per_shard=12, repeat=-(-need // len(GRID)))
-        loader, _ = train_loader([ShardInfo(e["path"], e["samples"]) for e in index], cfg.data, 0, 0, 1)
-        times, it = [], iter(loader)
-        for step in range(steps + 1):  # step 0 warms up (allocator, kernels) and is not timed
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            b = next(it)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                zv, za = model(b["video"].to(device), b["audio"].to(device))
-            loss = loss_fn(zv, za)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if step:
-                times.append(time.perf_counter() - t0)
+    it = batches(*train_loader(read_index(index, "train"), cfg.data, 0, 0, 1))
+    times = []
+    for step in range(steps + 1):  # step 0 warms up (allocator, kernels) and is not timed
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        b = next(it)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            zv, za = model(b["video"].to(device), b["audio"].to(device))
+        loss = loss_fn(zv, za)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step:
+            times.append(time.perf_counter() - t0)
     n_video = sum(p.numel() for p in model.video.parameters())
     n_all = sum(p.numel() for p in model.parameters())
     peak = (torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda"
@@ -91,15 +106,19 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--index", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
-        print(json.dumps(measure(a.one, a.batch, a.steps, a.threads)))
+        print(json.dumps(measure(a.one, a.index, a.batch, a.steps, a.threads)))
         return
+    start = time.perf_counter()
+    index = pipeline_index()
+    print(f"pipeline shards built in {time.perf_counter() - start:.0f} s", flush=True)
     for config in a.configs:
         batch = a.batch or (6 if config == "tiny" else 4)
-        out = subprocess.run([sys.executable, __file__, "--one", config, "--batch", str(batch), "--steps",
-                              str(a.steps), "--threads", str(a.threads)], capture_output=True, text=True, check=False,
-                             cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        out = subprocess.run([sys.executable, __file__, "--one", config, "--index", str(index), "--batch", str(batch),
+                              "--steps", str(a.steps), "--threads", str(a.threads)], capture_output=True, text=True,
+                             check=False, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         if out.returncode:
             print(f"{config}: failed\n{out.stderr[-2000:]}")
             continue

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_align_helpers import GRID, aligned_project, project_env
+from test_align_helpers import MISSING, aligned_project, project_env
 from preprocess.align import landmarks_fan
 
 
@@ -24,7 +24,7 @@ def test_heatmap_peak_maps_back_to_the_frame_point():
     assert scores.shape == (1, 68)
 
 
-@pytest.mark.skipif(not GRID, reason="real test clips not found")
+@pytest.mark.skipif(bool(MISSING), reason=MISSING)
 def test_fan_and_dlib_paths_give_identically_shaped_samples(monkeypatch, tmp_path):
     from pipeline.stages import align, crop
     from preprocess.align import video as align_video_mod

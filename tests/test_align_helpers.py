@@ -1,27 +1,41 @@
-"""Building align/crop inputs on the real clips: resample them, then write track outputs in the track
-stage's exact contract from dlib's HOG detector (the RetinaFace track stage is built separately).
+"""The test pipeline project: the shared clips run through the real stages, resample -> track (RetinaFace)
+-> align (dlib) -> crop -> collect, once per test session.
 
-Imported by the align / crop / shards / inspect tests; the project is built once per test session and
-copied for tests that change it.
+Imported by the align / crop / shards / inspect / pretrain / loader tests (and benchmarks). Each project is
+built once per test process in a temporary folder and must be treated as read-only: copy it
+(`copy_project`) for a test that changes it.
+
+Corpora: `gridt` (pretrain, the 6 GRID clips, train and val splits) and `cremadt` (eval, the 3 CREMA-D
+clips, one of them again under a dotted, non-ASCII name with a space, and a test pattern without a face,
+which the track stage fails for real: "no face found"). The odd name lives in the eval corpus so that the
+pretraining corpus holds 6 distinct clips: a duplicate there would be a second correct answer in the
+retrieval checks.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 TESTDATA = SHARED / "testdata"
+RETINAFACE = SHARED / "weights" / "retinaface" / "retinaface_mobilenet0.25.pth"
 GRID = sorted((TESTDATA / "grid").glob("*.mpg"))
 CREMAD = sorted((TESTDATA / "cremad").glob("*.flv"))
-ODD_NAME = "ström.talk v1.mpg"  # dotted, non-ASCII, with a space: must survive into the shards
+ODD_NAME = "ström.talk v1.flv"  # dotted, non-ASCII, with a space: must survive into the shards
+ODD_TWIN = CREMAD[0] if CREMAD else None  # the clip the odd name links to
+NO_FACE = "noface.flv"
+CORPORA = ("gridt", "cremadt")
+# why the pipeline tests cannot run here ("" when they can)
+MISSING = "" if GRID and CREMAD and RETINAFACE.exists() else f"real clips or RetinaFace weights not found in {SHARED}"
 
 PARAMS = """\
 corpora:
@@ -56,6 +70,13 @@ crop:
 """
 
 
+def project_params() -> str:
+    """PARAMS plus the repository's own `track` section (the defaults a user runs) and the local
+    RetinaFace weights."""
+    track = yaml.safe_load((REPO / "params.yaml").read_text())["track"]
+    return PARAMS + yaml.safe_dump({"track": track, "weights": {"retinaface": str(RETINAFACE)}}, sort_keys=False)
+
+
 @contextlib.contextmanager
 def project_env(root: Path):
     """AVLIPS_ROOT and the working directory pointed at `root` for the duration."""
@@ -74,106 +95,60 @@ def project_env(root: Path):
 
 @contextlib.contextmanager
 def local_client():
-    """An in-process dask client (threads share os.environ, so AVLIPS_ROOT reaches the work)."""
+    """An in-process dask client, one worker thread: no worker start-up or model load per process, and
+    threads share os.environ, so AVLIPS_ROOT reaches the work. (test_align's CLI test covers processes.)"""
     from distributed import Client
 
     with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
         yield client
 
 
-def hog_track_boxes(video: Path) -> np.ndarray:
-    """(T, 4) face boxes from dlib's HOG detector, loosened towards RetinaFace's convention (taller, higher)."""
-    import dlib
-
-    from preprocess.media import iter_frame_batches
-
-    detector = dlib.get_frontal_face_detector()
-    boxes = []
-    for batch in iter_frame_batches(video, gray=True):
-        for frame in batch:
-            found = detector(frame, 0)
-            if len(found) == 0:
-                boxes.append([np.nan] * 4)
-                continue
-            r = max(found, key=lambda d: d.area())
-            boxes.append([r.left(), r.top(), r.right(), r.bottom()])
-    boxes = pd.DataFrame(boxes).interpolate(limit_direction="both").to_numpy(np.float64)
-    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    cy = cy - 0.12 * h
-    w, h = 1.2 * w, 1.3 * h
-    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+def _scratch(prefix: str) -> Path:
+    """A temporary project folder, removed when the test process exits."""
+    top = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, top, ignore_errors=True)
+    return top / "project"
 
 
-def write_track_outputs(corpus: str, split_video: str | None = None) -> None:
-    """Track stage outputs in its contract for every resampled video: boxes, tracks.parquet, status."""
-    from pipeline import paths
-    from pipeline.params import stable_hash
-    from pipeline.status import OK, StatusRecord, read_record, write_record
+def make_faceless(path: Path) -> Path:
+    """2 s of ffmpeg's moving test pattern with a tone: a valid video the track stage finds no face in."""
+    from preprocess.ffmpeg import run_ffmpeg
 
-    resample_dir = paths.stage_dir("resample", corpus)
-    out = paths.stage_dir("track", corpus)
-    (out / "boxes").mkdir(parents=True, exist_ok=True)
-    manifest = pd.read_parquet(paths.source_manifest_path(corpus))
-    tracks = []
-    for video_id in sorted(manifest.video_id):
-        source = read_record("resample", corpus, video_id)
-        if source is None or source.status != OK:
-            continue
-        boxes = hog_track_boxes(resample_dir / "video" / f"{video_id}.mkv")
-        n = len(boxes)
-        cuts = [(0, n)] if video_id != split_video else [(0, 40), (40, n)]
-        rows = []
-        for seg, (s, e) in enumerate(cuts):
-            rows.append(pd.DataFrame({
-                "segment": np.full(e - s, seg, np.int32), "frame": np.arange(s, e, dtype=np.int32),
-                **{k: boxes[s:e, i].astype(np.float32) for i, k in enumerate(["x1", "y1", "x2", "y2"])},
-                "score": np.full(e - s, 0.99, np.float32), "detected": np.ones(e - s, bool)}))
-            tracks.append({"corpus": corpus, "video_id": video_id, "segment": seg, "start_frame": s, "end_frame": e,
-                           "n_faces": 1, "sync_method": "none", "sync_offset": None, "sync_confidence": 0.0,
-                           "speaker_ambiguous": False, "audio_shift_frames": 0})
-        pd.concat(rows).to_parquet(out / "boxes" / f"{video_id}.parquet", index=False)
-        write_record(StatusRecord(corpus, video_id, "track", OK, "", stable_hash("test-track", source.fingerprint),
-                                  0.0, {"n_segments": len(cuts)}))
-    table = pd.DataFrame(tracks).astype({"segment": "int32", "start_frame": "int32", "end_frame": "int32",
-                                         "sync_offset": "Int32", "audio_shift_frames": "int32"})
-    table.to_parquet(out / "tracks.parquet", index=False)
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
+                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100:duration=2",
+                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)])
+    return path
 
 
 def build(root: Path) -> Path:
-    """resample + (test) track for the two test corpora under `root`."""
+    """The raw folders, params and source manifests, then resample and track on both corpora."""
     from pipeline.manifest import scan_corpus, write_manifest
     from pipeline.params import get_corpus, load_params
-    from pipeline.stages import resample
+    from pipeline.stages import resample, track
 
     (root / "raw" / "grid").mkdir(parents=True)
     (root / "raw" / "cremad").mkdir(parents=True)
     for clip in GRID:
         (root / "raw" / "grid" / clip.name).symlink_to(clip)
-    (root / "raw" / "grid" / ODD_NAME).symlink_to(GRID[0])
     for clip in CREMAD:
         (root / "raw" / "cremad" / clip.name).symlink_to(clip)
-    (root / "params.yaml").write_text(PARAMS)
+    (root / "raw" / "cremad" / ODD_NAME).symlink_to(ODD_TWIN)
+    make_faceless(root / "raw" / "cremad" / NO_FACE)
+    (root / "params.yaml").write_text(project_params())
     (root / "data_manifests").mkdir()
     with project_env(root), local_client() as client:
         params = load_params()
-        for name in ("gridt", "cremadt"):
-            corpus = get_corpus(name, params)
-            write_manifest(scan_corpus(corpus), root / "data_manifests" / f"{name}.parquet")
+        for name in CORPORA:
+            write_manifest(scan_corpus(get_corpus(name, params)), root / "data_manifests" / f"{name}.parquet")
             resample.run(name, client)
-        manifest = pd.read_parquet(root / "data_manifests" / "gridt.parquet")
-        split_video = manifest.sort_values("video_id").video_id.iloc[1]
-        write_track_outputs("gridt", split_video=split_video)
-        write_track_outputs("cremadt")
+            track.run(name, client)
     return root
 
 
 @functools.lru_cache(maxsize=None)
 def base_project() -> Path:
-    """Built once per test process (a temporary folder outside the repository)."""
-    root = Path(tempfile.mkdtemp(prefix="avlips-align-test-")) / "project"
-    root.mkdir()
-    return build(root)
+    """resample + track, built once per test process."""
+    return build(_scratch("avlips-pipeline-test-"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -183,11 +158,88 @@ def aligned_project() -> Path:
 
     root = base_project()
     with project_env(root), local_client() as client:
-        for name in ("gridt", "cremadt"):
+        for name in CORPORA:
             align.run(name, client)
+    return root
+
+
+@functools.lru_cache(maxsize=None)
+def packed_project() -> Path:
+    """A copy of aligned_project() with shards (crop) and the collect index; treat it as read-only."""
+    from pipeline import collect
+    from pipeline.stages import crop
+
+    root = copy_project(aligned_project(), _scratch("avlips-packed-test-"))
+    with project_env(root):
+        for name in CORPORA:
+            crop.run(name)
+        collect.main([])
     return root
 
 
 def copy_project(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, symlinks=True)
     return dst
+
+
+def collected_shards(role: str, *splits: str) -> list:
+    """The shards of packed_project() that its collect index `data/collect/<role>.json` lists under
+    `splits`, read with the trainer's own reader, as ShardInfo with absolute paths."""
+    from train.data import ShardInfo, read_index
+
+    root = packed_project()
+    index = root / "data" / "collect" / f"{role}.json"
+    return [ShardInfo(str(root / s.path), s.samples) for split in splits for s in read_index(index, split)]
+
+
+def pretrain_shards(*splits: str) -> list:
+    """The pretraining corpus (the 6 GRID clips) as the pipeline packed them."""
+    return collected_shards("pretrain", *splits)
+
+
+def write_index(path: Path, **roles: list) -> Path:
+    """A shard index in the collect stage's format ({split: [{path, sha256, samples}]}) for `roles`."""
+    from train.data import file_sha256
+
+    path.write_text(json.dumps({role: [{"path": s.path, "sha256": file_sha256(s.path), "samples": s.samples}
+                                       for s in shards] for role, shards in roles.items()}))
+    return path
+
+
+def read_samples(shards: list, decode: bool = True) -> list[dict]:
+    """Every sample of `shards` in order, read by WebDataset itself (independent of train.data):
+    decoded arrays and json, or the raw member bytes with decode=False."""
+    import webdataset as wds
+
+    ds = wds.WebDataset([s.path for s in shards], shardshuffle=False, empty_check=False)
+    return list(ds.decode() if decode else ds)
+
+
+def npy_bytes(a) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def repack(samples: list[dict], sizes: list[int], out_dir: Path) -> list:
+    """Raw pipeline samples (read_samples(..., decode=False)) rewritten byte for byte into shards of
+    `sizes` samples, for shard layouts the pipeline does not make by itself."""
+    import webdataset as wds
+
+    from train.data import ShardInfo
+
+    assert sum(sizes) == len(samples)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards, start = [], 0
+    for i, n in enumerate(sizes):
+        path = out_dir / f"train-{i:06d}.tar"
+        with wds.TarWriter(str(path)) as writer:
+            for sample in samples[start:start + n]:
+                writer.write({k: v for k, v in sample.items() if k == "__key__" or not k.startswith("__")})
+        shards.append(ShardInfo(str(path), n))
+        start += n
+    return shards

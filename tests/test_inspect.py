@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from test_align_helpers import GRID, aligned_project, copy_project, project_env
+from test_align_helpers import MISSING, aligned_project, copy_project, project_env
 
-pytestmark = pytest.mark.skipif(not GRID, reason="real test clips not found in ../shared/testdata")
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,8 @@ def packed(tmp_path_factory):
         import pandas as pd
 
         vids = sorted(pd.read_parquet(root / "data_manifests" / "cremadt.parquet").video_id)
-        # one video failed at align (and so skipped downstream), with a reason that carries numbers
+        # besides the faceless clip (failed at track), one video failed at align (and so skipped
+        # downstream), with a reason that carries numbers
         write_record(StatusRecord("cremadt", vids[0], "align", FAILED, "no usable landmarks in any of the 56 "
                                   "tracked frames (dlib)", "x"))
         for corpus in ("gridt", "cremadt"):
@@ -44,14 +45,16 @@ def test_table_in_words_and_json(packed, capsys):
         text = capsys.readouterr().out
         assert "== gridt" in text and "== cremadt" in text and "train" in text and "test" in text
         assert "failed  at align" in text and "no usable landmarks" in text
+        assert "failed  at track" in text and "no face found" in text
         assert inspect.main(parse("cremadt", "--json")) == 0
         result = json.loads(capsys.readouterr().out)
     test = result["cremadt"]["splits"]["test"]
-    assert test["samples"] == 2 and test["labels"] == {"fake": 2} and test["methods"] == {"Emotion": 2}
+    assert test["samples"] == 3 and test["labels"] == {"fake": 3} and test["methods"] == {"Emotion": 3}
     assert 0 < test["hours"] < 0.01 and test["interpolated_fraction"] == 0.0
-    [failure] = result["cremadt"]["failures"]
-    assert failure["stage"] == "align" and failure["videos"] == 1  # counted once, not again at crop
-    assert result["cremadt"]["videos"] == 3
+    track, align = result["cremadt"]["failures"]  # in stage order
+    assert (track["stage"], track["reason"], track["videos"]) == ("track", "no face found", 1)
+    assert align["stage"] == "align" and align["videos"] == 1  # each counted once, not again downstream
+    assert result["cremadt"]["videos"] == 5
 
 
 def test_contact_sheet_png(packed, tmp_path, capsys):
@@ -75,6 +78,7 @@ def test_status_counts_per_stage(packed):
 
     with project_env(packed):
         table = report.status_table().set_index(["corpus", "stage"])
-    assert table.loc[("gridt", "crop"), "ok"] == 7
-    assert table.loc[("cremadt", "align"), "failed"] == 1 and table.loc[("cremadt", "crop"), "skipped"] == 1
+    assert table.loc[("gridt", "crop"), "ok"] == 6
+    assert table.loc[("cremadt", "track"), "failed"] == 1 and table.loc[("cremadt", "align"), "skipped"] == 1
+    assert table.loc[("cremadt", "align"), "failed"] == 1 and table.loc[("cremadt", "crop"), "skipped"] == 2
     assert (table.pending == 0).all()

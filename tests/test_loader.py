@@ -1,5 +1,5 @@
-"""WebDataset loader on shards written from the real GRID clips: windows, sync, augmentation, sharding."""
-import glob
+"""WebDataset loader on the shards the real pipeline made from the GRID clips (the session's test project):
+windows, sync, augmentation, sharding."""
 import json
 
 import numpy as np
@@ -18,32 +18,39 @@ from train.data import (
     read_index,
     train_loader,
 )
-from train.fixtures import decode_clip, npy_bytes, write_shards
+
+from test_align_helpers import MISSING, collected_shards, npy_bytes, pretrain_shards, read_samples, repack
 
 torch.set_num_threads(1)
-GRID = sorted(glob.glob("/work/shared/testdata/grid/*.mpg"))
 NO_AUG = AugmentConfig(blur_prob=0, noise_prob=0, brightness=0)
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    assert len(GRID) == 6
-    index = write_shards(GRID, tmp_path_factory.mktemp("shards"), per_shard=2)  # 3 shards: 2 clips each
-    return [ShardInfo(e["path"], e["samples"]) for e in index]
+def shards():
+    if MISSING:
+        pytest.skip(MISSING)
+    every = pretrain_shards("train", "val")  # the 6 GRID clips, in the pipeline's train and val shards
+    assert sum(s.samples for s in every) == 6 and len(every) == 2
+    return every
 
 
 @pytest.fixture(scope="module")
-def clips():
-    return {p.rsplit("/", 1)[1][:-4]: decode_clip(p) for p in GRID}
+def clips(shards):
+    """video_id -> (video, audio) of each whole sample, decoded by WebDataset rather than train.data."""
+    return {s["json"]["video_id"]: (s["video.npy"], s["audio.npy"]) for s in read_samples(shards)}
 
 
-def test_shard_contract_round_trip(shards):
+def test_shard_contract_round_trip(shards, clips):
     samples = list(iter_samples([s.path for s in shards]))
-    assert [s["__key__"] for s in samples] == [f"grid__{p.rsplit('/', 1)[1][:-4]}__0000" for p in GRID]
-    _, video, audio, meta = decode_sample(samples[0])
-    assert video.dtype == np.uint8 and video.shape == (75, 96, 96)
-    assert audio.shape == (75 * 640,) and meta["n_frames"] == 75 and meta["sample_rate"] == 16000
-    assert np.load(__import__("io").BytesIO(samples[0]["audio.npy"]), allow_pickle=False).shape == (75, 640)
+    assert [s["__key__"] for s in samples] == [s["__key__"] for s in read_samples(shards, decode=False)]
+    for sample in samples:
+        key, video, audio, meta = decode_sample(sample)
+        t, (full_video, full_audio) = meta["n_frames"], clips[meta["video_id"]]
+        assert key == meta["key"] and t >= 50  # a 2 s window fits
+        assert video.dtype == np.uint8 and video.shape == (t, 96, 96) and np.array_equal(video, full_video)
+        assert audio.dtype == np.float32 and audio.shape == (t * 640,) and meta["sample_rate"] == 16000
+        assert np.array_equal(audio, full_audio.reshape(-1))
+        assert np.load(__import__("io").BytesIO(sample["audio.npy"]), allow_pickle=False).shape == (t, 640)
 
 
 def test_windows_are_synchronised_two_seconds(shards, clips):
@@ -100,12 +107,18 @@ def test_epoch_seeded_shuffling_replays(shards):
     assert [k for b in other for k in b["key"]] != keys[1]  # and the seed matters
 
 
+@pytest.fixture(scope="module")
+def uneven(shards, tmp_path_factory):
+    """Shards of 5, 1 and 2 clips (8 samples): the 6 GRID samples and 2 CREMA-D samples of the pipeline,
+    repacked byte for byte (the pipeline fills every shard but the last of a split)."""
+    samples = read_samples(shards, decode=False) + read_samples(collected_shards("eval", "test"), decode=False)[:2]
+    return repack(samples, [5, 1, 2], tmp_path_factory.mktemp("uneven"))
+
+
 @pytest.mark.parametrize("world,workers", [(2, 0), (4, 0), (2, 2)])
-def test_every_rank_gets_the_same_number_of_batches(tmp_path, world, workers):
-    # uneven: shards of 5, 1 and 2 clips (8 samples); 4 ranks x 2 workers > 3 shards exercises small corpora
-    index = write_shards(GRID[:5], tmp_path / "a", per_shard=5) + write_shards(GRID[5:], tmp_path / "b", per_shard=1) \
-        + write_shards(GRID[:2], tmp_path / "c", split="train", per_shard=2)
-    shards = [ShardInfo(e["path"], e["samples"]) for e in index]
+def test_every_rank_gets_the_same_number_of_batches(uneven, world, workers):
+    # 4 ranks x 2 workers > 3 shards exercises small corpora
+    shards = uneven
     cfg = LoaderConfig(batch_size=2, num_workers=workers, augment=NO_AUG)
     counts = []
     for rank in range(world):
@@ -118,7 +131,7 @@ def test_every_rank_gets_the_same_number_of_batches(tmp_path, world, workers):
 
 
 def test_small_corpus_split_is_disjoint_across_ranks(shards):
-    # 3 shards, 2 ranks x 2 readers -> sample-level split: the readers' first passes partition the corpus
+    # fewer shards than readers -> sample-level split: the readers' first passes partition the corpus
     cfg = LoaderConfig(batch_size=1, num_workers=0, shuffle_buffer=1, augment=NO_AUG)
     per_rank = []
     for rank in range(4):  # 4 ranks, 1 reader each: 4 slots > 3 shards
@@ -128,8 +141,8 @@ def test_small_corpus_split_is_disjoint_across_ranks(shards):
     assert len(set.union(*per_rank)) == 4      # and no two ranks read the same clip
 
 
-def test_colour_crops_become_gray_and_clips_without_audio_are_skipped(tmp_path):
-    video, audio = decode_clip(GRID[0])
+def test_colour_crops_become_gray_and_clips_without_audio_are_skipped(tmp_path, clips):
+    video, audio = next(iter(clips.values()))
     with wds.TarWriter(str(tmp_path / "train-000000.tar")) as w:
         for i, has_audio in enumerate([False, True]):
             w.write({"__key__": f"grid__rgb__{i:04d}", "video.npy": npy_bytes(np.repeat(video[..., None], 3, -1)),
@@ -143,8 +156,8 @@ def test_colour_crops_become_gray_and_clips_without_audio_are_skipped(tmp_path):
     assert {k.rsplit("@", 1)[0] for k in batches[0]["key"]} == {"grid__rgb__0001"}
 
 
-def test_dotted_key_is_reported(tmp_path):
-    video, audio = decode_clip(GRID[0])
+def test_dotted_key_is_reported(tmp_path, clips):
+    video, audio = next(iter(clips.values()))
     with wds.TarWriter(str(tmp_path / "train-000000.tar")) as w:
         w.write({"__key__": "grid__a.b__0000", "video.npy": npy_bytes(video), "audio.npy": npy_bytes(audio)})
     with pytest.raises(ValueError, match="dotted key"):

@@ -9,21 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_align_helpers import GRID, ODD_NAME, aligned_project, copy_project, project_env
+from test_align_helpers import CORPORA, MISSING, ODD_NAME, ODD_TWIN, copy_project, packed_project, project_env
 
-pytestmark = pytest.mark.skipif(not GRID, reason="real test clips not found in ../shared/testdata")
-CORPORA = ("gridt", "cremadt")
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
 
 @pytest.fixture(scope="module")
-def packed(tmp_path_factory):
-    from pipeline.stages import crop
-
-    root = copy_project(aligned_project(), tmp_path_factory.mktemp("packed") / "project")
-    with project_env(root):
-        for corpus in CORPORA:
-            crop.run(corpus)
-    return root
+def packed():
+    """The session's packed project (crop and collect done): read-only, tests that change it copy it."""
+    return packed_project()
 
 
 def sha(path):
@@ -80,13 +74,11 @@ def test_arrays_load_without_pickle(packed):
 
 
 def test_dotted_non_ascii_video_name_survives(packed):
-    source = pd.read_parquet(packed / "data_manifests" / "gridt.parquet")
-    vid = source.set_index("relpath").loc[ODD_NAME, "video_id"]
-    keys = [s["__key__"] for s in read_all(packed, "gridt")]
-    assert f"gridt__{vid}__0000" in keys
-    twin = source.set_index("relpath").loc[GRID[0].name, "video_id"]  # same clip under its own name
-    samples = {s["__key__"]: s for s in read_all(packed, "gridt")}
-    assert np.array_equal(samples[f"gridt__{vid}__0000"]["video.npy"], samples[f"gridt__{twin}__0000"]["video.npy"])
+    source = pd.read_parquet(packed / "data_manifests" / "cremadt.parquet").set_index("relpath")
+    vid, twin = source.loc[ODD_NAME, "video_id"], source.loc[ODD_TWIN.name, "video_id"]  # twin: same clip
+    samples = {s["__key__"]: s for s in read_all(packed, "cremadt")}
+    assert f"cremadt__{vid}__0000" in samples
+    assert np.array_equal(samples[f"cremadt__{vid}__0000"]["video.npy"], samples[f"cremadt__{twin}__0000"]["video.npy"])
 
 
 def test_reruns_give_byte_identical_shards_and_a_killed_run_resumes(packed, tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 
 @dataclass(frozen=True)
@@ -21,34 +21,44 @@ class AugmentConfig:
     std: float = 0.165
 
 
-def motion_blur_kernel(size: int, angle: float) -> torch.Tensor:
+def motion_blur_kernel(size: int, angle: float) -> np.ndarray:
     """A normalised line of length `size` through the kernel centre at `angle` radians."""
     k = np.zeros((size, size), np.float32)
     c = (size - 1) / 2
     for t in np.linspace(-c, c, 4 * size):
         k[round(c + t * np.sin(angle)), round(c + t * np.cos(angle))] = 1.0
-    return torch.from_numpy(k / k.sum())
+    return k / k.sum()
 
 
 def normalise(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     return (x - cfg.mean) / cfg.std
 
 
-def augment_clip(video: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> torch.Tensor:
-    """uint8 (T, H, W) -> float32 (T, crop, crop), normalised, one random draw for the whole clip."""
+def augment_clip(video: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig,
+                 out: np.ndarray | None = None) -> torch.Tensor:
+    """uint8 (T, H, W) -> float32 (T, crop, crop), normalised, one random draw for the whole clip.
+
+    Works in place in `out` (e.g. a row of the batch array, which saves a stack copy); OpenCV filters all
+    frames in one call with frames as channels. This runs once per clip in every loader worker: it is the
+    loader's hot path.
+    """
     _, h, w = video.shape
     y, x = rng.integers(0, h - cfg.crop + 1), rng.integers(0, w - cfg.crop + 1)
-    clip = torch.from_numpy(np.ascontiguousarray(video[:, y:y + cfg.crop, x:x + cfg.crop])).float() / 255
+    clip = out if out is not None else np.empty((len(video), cfg.crop, cfg.crop), np.float32)
+    np.multiply(video[:, y:y + cfg.crop, x:x + cfg.crop], np.float32(1 / 255), out=clip, casting="unsafe")
     if rng.random() < cfg.blur_prob:
         k = motion_blur_kernel(int(rng.choice(cfg.blur_kernels)), float(rng.uniform(0, np.pi)))
-        clip = F.conv2d(clip[:, None], k[None, None], padding=k.shape[-1] // 2)[:, 0]
+        frames_last = cv2.filter2D(clip.transpose(1, 2, 0), -1, k, borderType=cv2.BORDER_CONSTANT)
+        clip[:] = frames_last.reshape(cfg.crop, cfg.crop, -1).transpose(2, 0, 1)
     if rng.random() < cfg.noise_prob:
         std = float(rng.uniform(0, cfg.noise_std))
-        noise = torch.from_numpy(rng.standard_normal(clip.shape, dtype=np.float32))
-        clip = clip + std * noise
+        clip += np.float32(std) * rng.standard_normal(clip.shape, dtype=np.float32)
     if cfg.brightness > 0:
-        clip = clip + float(rng.uniform(-cfg.brightness, cfg.brightness))
-    return normalise(clip.clamp(0, 1), cfg)
+        clip += np.float32(rng.uniform(-cfg.brightness, cfg.brightness))
+    np.clip(clip, 0, 1, out=clip)
+    clip -= np.float32(cfg.mean)
+    clip *= np.float32(1 / cfg.std)
+    return torch.from_numpy(clip)
 
 
 def centre_clip(video: np.ndarray, cfg: AugmentConfig) -> torch.Tensor:

@@ -155,8 +155,13 @@ def cut_window(video: np.ndarray, audio: np.ndarray, start: int, length: int):
     return video[start:start + length], audio[start * SAMPLES_PER_FRAME:(start + length) * SAMPLES_PER_FRAME]
 
 
-def collate(items: list[tuple[str, torch.Tensor, np.ndarray]]) -> dict:
-    return {"key": [k for k, _, _ in items], "video": torch.stack([v for _, v, _ in items]),
+def augmented_batch(items: list[tuple[str, np.ndarray, np.ndarray]], rng: np.random.Generator,
+                    cfg: AugmentConfig) -> dict:
+    """Augment each clip straight into its row of the batch array (no per-clip tensors to stack)."""
+    video = np.empty((len(items), len(items[0][1]), cfg.crop, cfg.crop), np.float32)
+    for row, (_, clip, _) in zip(video, items):
+        augment_clip(clip, rng, cfg, out=row)
+    return {"key": [k for k, _, _ in items], "video": torch.from_numpy(video),
             "audio": torch.from_numpy(np.stack([a for _, _, a in items]))}
 
 
@@ -221,9 +226,9 @@ class TrainWindows(IterableDataset):
             while len(buffer) < size:
                 buffer.append(next(windows))
             key, video, audio = buffer.pop(int(rng.integers(len(buffer))))
-            batch.append((key, augment_clip(video, rng, self.cfg.augment), audio))
+            batch.append((key, video, audio))
             if len(batch) == self.cfg.batch_size:
-                yield collate(batch)
+                yield augmented_batch(batch, rng, self.cfg.augment)
                 batch, produced = [], produced + 1
 
 

@@ -210,7 +210,10 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    run(a.params, a.index, a.out, a.live or None)
+    try:
+        run(a.params, a.index, a.out, a.live or None)
+    except (FileNotFoundError, ValueError) as exc:  # missing weights or index, bad params: words, no traceback
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -91,6 +91,17 @@ def get_corpus(name: str, params: dict | None = None) -> Corpus:
     return corpora[name]
 
 
+def stage_section(params: dict, name: str, cls, **fixed):
+    """The dataclass `cls` from params.yaml's `name` section; an unknown key (a typo) is an error, not
+    silently ignored. `fixed` fields are set by the caller, not by params.yaml."""
+    section = dict(params.get(name) or {})
+    unknown = set(section) - (set(cls.__dataclass_fields__) - set(fixed))
+    if unknown:
+        raise ValueError(f"params.yaml {name}: unknown key(s) {', '.join(sorted(unknown))}; "
+                         f"known: {', '.join(k for k in cls.__dataclass_fields__ if k not in fixed)}")
+    return cls(**section, **fixed)
+
+
 def stable_hash(*parts) -> str:
     """Short sha256 of JSON-serialisable parts, independent of dict order."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()

@@ -143,10 +143,16 @@ def test_speaker_rule():
 
 
 def test_params_reject_unknown_keys():
-    assert TrackParams.from_section(None) == TrackParams()
-    assert TrackParams.from_section({"detect_stride": 1}).detect_stride == 1
-    with pytest.raises(ValueError, match="detect_strid"):
-        TrackParams.from_section({"detect_strid": 1})
+    from pipeline.params import stage_section
+    from preprocess.resample import ResampleParams
+
+    assert stage_section({}, "track", TrackParams) == TrackParams()
+    assert stage_section({"track": {"detect_stride": 1}}, "track", TrackParams).detect_stride == 1
+    with pytest.raises(ValueError, match="unknown key.*detect_strid"):
+        stage_section({"track": {"detect_strid": 1}}, "track", TrackParams)
+    # a field the caller fixes cannot be set from params.yaml
+    with pytest.raises(ValueError, match="require_audio"):
+        stage_section({"resample": {"require_audio": False}}, "resample", ResampleParams, require_audio=True)
 
 
 def test_missing_weights_name_the_file_and_where_to_put_it(tmp_path, monkeypatch):

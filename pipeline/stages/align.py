@@ -14,7 +14,7 @@ import pandas as pd
 
 from pipeline import paths
 from pipeline.manifest import read_manifest
-from pipeline.params import get_corpus, load_params, stable_hash
+from pipeline.params import get_corpus, load_params, stable_hash, stage_section
 from pipeline.runner import VideoTask, prune_outputs, run_stage
 from pipeline.status import OK, SKIPPED, StatusRecord, read_record, record_path
 from preprocess.align.config import AlignParams
@@ -28,9 +28,7 @@ _LANDMARKERS: dict = {}  # per worker process: the model is loaded once, not onc
 
 
 def align_params(params: dict) -> AlignParams:
-    section = params.get(STAGE) or {}
-    known = {k: section[k] for k in AlignParams.__dataclass_fields__ if k in section}
-    return AlignParams(**known)
+    return stage_section(params, STAGE, AlignParams)
 
 
 def output_path(corpus: str, video_id: str) -> Path:

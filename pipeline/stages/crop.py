@@ -26,7 +26,7 @@ import pandas as pd
 from pipeline import paths
 from pipeline.atomic import remove_leftover_tmp_files, write_bytes_atomic, write_parquet_atomic
 from pipeline.manifest import read_manifest
-from pipeline.params import get_corpus, load_params, stable_hash
+from pipeline.params import get_corpus, load_params, stable_hash, stage_section
 from pipeline.runner import prune_outputs, write_status_table
 from pipeline.status import FAILED, OK, SKIPPED, StatusRecord, read_record, write_record
 from pipeline.stages import align as align_stage
@@ -49,8 +49,7 @@ class CropParams:
 
 
 def crop_params(params: dict) -> CropParams:
-    section = params.get(STAGE) or {}
-    return CropParams(**{k: section[k] for k in CropParams.__dataclass_fields__ if k in section})
+    return stage_section(params, STAGE, CropParams)
 
 
 def shard_dir(corpus: str) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pipeline import paths
 from pipeline.manifest import read_manifest
-from pipeline.params import get_corpus, load_params, stable_hash
+from pipeline.params import get_corpus, load_params, stable_hash, stage_section
 from pipeline.runner import VideoTask, prune_outputs, run_stage
 from pipeline.status import SKIPPED, StatusRecord
 from preprocess.resample import ResampleParams, resample_video
@@ -21,9 +21,7 @@ def output_paths(corpus: str, video_id: str) -> tuple[Path, Path]:
 
 
 def resample_params(corpus_role: str, params: dict) -> ResampleParams:
-    section = params.get(STAGE) or {}
-    known = {k: section[k] for k in ResampleParams.__dataclass_fields__ if k in section}
-    return ResampleParams(**{**known, "require_audio": corpus_role == "pretrain"})
+    return stage_section(params, STAGE, ResampleParams, require_audio=corpus_role == "pretrain")
 
 
 def work(task: VideoTask) -> dict:

@@ -14,7 +14,7 @@ import pandas as pd
 from pipeline import paths
 from pipeline.atomic import write_parquet_atomic
 from pipeline.manifest import read_manifest
-from pipeline.params import get_corpus, load_params, stable_hash
+from pipeline.params import get_corpus, load_params, stable_hash, stage_section
 from pipeline.runner import VideoTask, prune_outputs, run_stage
 from pipeline.status import OK, SKIPPED, StatusRecord, read_record
 from preprocess.track.params import TrackParams
@@ -41,7 +41,7 @@ def tracks_table_path(corpus: str) -> Path:
 
 
 def track_params(params: dict) -> TrackParams:
-    return TrackParams.from_section(params.get(STAGE))
+    return stage_section(params, STAGE, TrackParams)
 
 
 def weight_files(params: dict) -> dict:

@@ -40,14 +40,6 @@ class TrackParams:
     pretrain_min_syncnet_confidence: float | None = None
     pretrain_min_energy_correlation: float | None = None
 
-    @classmethod
-    def from_section(cls, section: dict | None) -> "TrackParams":
-        section = section or {}
-        unknown = set(section) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"params.yaml track: unknown keys {sorted(unknown)}")
-        return cls(**section)
-
     def detector(self) -> DetectorParams:
         return DetectorParams(self.confidence, self.nms)
 

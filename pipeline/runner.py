@@ -28,6 +28,7 @@ class VideoTask:
     video_id: str
     fingerprint: str
     inputs: dict = field(default_factory=dict)  # stage-specific: paths and params, all picklable
+    outputs: list[str] = field(default_factory=list)  # files an ok result has; one gone means redo
     root: str = field(default_factory=lambda: str(paths.project_root()))  # travels to remote workers
 
 
@@ -63,7 +64,7 @@ def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn, cli
     todo: list[VideoTask] = []
     for task in tasks:
         previous = read_record(stage, corpus, task.video_id)
-        if previous is not None and previous.fingerprint == task.fingerprint:
+        if _still_valid(previous, task):
             records.append(previous)
         else:
             todo.append(task)
@@ -80,6 +81,14 @@ def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn, cli
     print(f"{stage}@{corpus}: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped "
           f"({reused} already done, {len(todo)} processed now)", file=sys.stderr)
     return records
+
+
+def _still_valid(previous: StatusRecord | None, task: VideoTask) -> bool:
+    """Finished with the same inputs and params, and (when ok) its outputs are all still there: an output
+    deleted by hand or lost on disk makes the video unfinished again."""
+    if previous is None or previous.fingerprint != task.fingerprint:
+        return False
+    return previous.status != OK or all(os.path.exists(p) for p in task.outputs)
 
 
 def _run_on_dask(stage, corpus, todo, work, client, window_per_worker) -> list[StatusRecord]:

@@ -148,3 +148,18 @@ def test_a_worker_that_dies_becomes_a_failed_row(project, dask_client):
     assert [v for v, r in records.items() if r.status != "ok"] == ["v1"]
     assert "worker process died" in records["v1"].reason
     dask_client.wait_for_workers(2, timeout=60)  # the nanny restarts the dead worker
+
+
+def test_an_output_deleted_by_hand_is_redone(project, testdata, dask_client):
+    for clip in GRID_CLIPS[:2]:
+        copy_clip(clip, project / "raw")
+    add_corpus("grid", "raw", pattern="*.mpg")
+    resample.run("grid", dask_client)
+    video, audio = resample.output_paths("grid", resample_ids("grid")[0])
+    audio.unlink()
+    records = resample.run("grid", dask_client)
+    assert audio.exists() and all(r.status == "ok" for r in records)
+
+
+def resample_ids(corpus: str) -> list[str]:
+    return sorted(pd.read_parquet(paths.source_manifest_path(corpus)).video_id)

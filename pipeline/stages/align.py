@@ -16,7 +16,7 @@ from pipeline import paths
 from pipeline.manifest import read_manifest
 from pipeline.params import get_corpus, load_params, stable_hash, stage_section
 from pipeline.runner import VideoTask, prune_outputs, run_stage
-from pipeline.status import OK, SKIPPED, StatusRecord, read_record, record_path
+from pipeline.status import OK, SKIPPED, StatusRecord, read_record
 from preprocess.align.config import AlignParams
 
 STAGE = "align"
@@ -95,12 +95,12 @@ def run(corpus_name: str, client) -> list[StatusRecord]:
             settled.append(StatusRecord(corpus_name, video_id, STAGE, SKIPPED, why, details={"upstream": TRACK}))
             continue
         fingerprint = stable_hash(VERSION, record.fingerprint, asdict(stage_params), weights_identity(weights))
-        forget_if_output_lost(corpus_name, video_id)
         tasks.append(VideoTask(STAGE, corpus_name, video_id, fingerprint, {
             "boxes": str(boxes_dir / f"{video_id}.parquet"), "segments": segments.get(video_id, []),
             "video": str(resample_out / "video" / f"{video_id}.mkv"),
             "audio": str(resample_out / "audio" / f"{video_id}.wav"),
-            "params": stage_params, "weights": str(weights) if weights else None}))
+            "params": stage_params, "weights": str(weights) if weights else None},
+            [str(output_path(corpus_name, video_id))]))
     records = run_stage(STAGE, corpus_name, tasks, work, client, settled)
     prune_outputs([paths.stage_dir(STAGE, corpus_name) / "aligned"], {r.video_id for r in records if r.status == OK})
     return records
@@ -113,11 +113,3 @@ def _segments_by_video(tracks_path: Path) -> dict[str, list[dict]]:
     table = pd.read_parquet(tracks_path)
     table = table.astype(object).where(table.notna(), None)
     return {vid: rows.drop(columns=["video_id"]).to_dict("records") for vid, rows in table.groupby("video_id")}
-
-
-def forget_if_output_lost(corpus: str, video_id: str) -> None:
-    """An ok record whose .npz has gone (deleted by hand, disk trouble) must not count as finished."""
-    done = read_record(STAGE, corpus, video_id)
-    if done is not None and done.status == OK and not output_path(corpus, video_id).exists():
-        record_path(STAGE, corpus, video_id).unlink(missing_ok=True)
-

@@ -42,8 +42,11 @@ def run(corpus_name: str, client) -> list[StatusRecord]:
                                         f"source file {row['relpath']} was missing at the last scan"))
             continue
         fingerprint = stable_hash(VERSION, row["sha256"], asdict(stage_params))
+        video_out, audio_out = output_paths(corpus_name, row["video_id"])
+        outputs = [str(video_out)] + ([str(audio_out)] if row["has_audio"] else [])
         tasks.append(VideoTask(STAGE, corpus_name, row["video_id"], fingerprint,
-                               {"source": str(corpus.raw_path() / row["relpath"]), "params": stage_params}))
+                               {"source": str(corpus.raw_path() / row["relpath"]), "params": stage_params},
+                               outputs))
     records = run_stage(STAGE, corpus_name, tasks, work, client, settled)
     out = paths.stage_dir(STAGE, corpus_name)
     prune_outputs([out / "video", out / "audio"], {r.video_id for r in records if r.status == "ok"})

@@ -112,7 +112,8 @@ def run(corpus_name: str, client) -> list[StatusRecord]:
             "video": str(upstream_dir / "video" / f"{video_id}.mkv"),
             "audio": str(upstream_dir / "audio" / f"{video_id}.wav"),
             "params": stage_params, "weights": weights,
-            "pretrain_real": corpus.role == "pretrain" and label == "real"}))
+            "pretrain_real": corpus.role == "pretrain" and label == "real"},
+            [str(p) for p in output_paths(corpus_name, video_id)]))
     records = run_stage(STAGE, corpus_name, tasks, work, client, settled)
     keep = {r.video_id for r in records if r.status == OK}
     out = paths.stage_dir(STAGE, corpus_name)

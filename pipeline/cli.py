@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--label", choices=LABELS)
     add.add_argument("--method", help="manipulation method of a fake corpus (Deepfakes, FaceSwap, ...)")
     add.add_argument("--group-by", help="regex on the relative path whose group 1 is the speaker/identity")
+    add.add_argument("--split-file", help="CSV with columns group,split (e.g. official splits) instead of fractions")
     corpus_sub.add_parser("list", help="registered corpora with video counts and hours")
     remove = corpus_sub.add_parser("remove", help="unregister a corpus and delete its source manifest")
     remove.add_argument("name")
@@ -78,7 +79,7 @@ def _corpus(args) -> int:
 
     if args.action == "add":
         corpus, manifest = registry.add_corpus(args.name, args.raw_dir, args.pattern, args.role, args.label,
-                                               args.method, args.group_by)
+                                               args.method, args.group_by, args.split_file)
         states = manifest.scan_state.value_counts().to_dict()
         print(f"corpus {corpus.name}: {len(manifest)} videos ({', '.join(f'{n} {s}' for s, n in states.items())}); "
               f"splits {manifest.split.value_counts().to_dict()}; "

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.atomic import atomic_path
-from pipeline.params import Corpus
-from pipeline.splits import group_of, split_of
+from pipeline.params import Corpus, project_path
+from pipeline.splits import group_of, read_split_file, split_of
 from preprocess.probe import ProbeError, ProbeInfo, probe
 
 PROBE_COLUMNS = list(ProbeInfo.__dataclass_fields__)
@@ -65,6 +65,7 @@ def scan_corpus(corpus: Corpus, previous: pd.DataFrame | None = None, threads: i
     with ThreadPoolExecutor(threads) as pool:  # hashing and probing are I/O bound
         described = dict(zip(to_describe, pool.map(lambda rel: _describe(raw_dir / rel), to_describe)))
 
+    assigned = read_split_file(project_path(corpus.split.file)) if corpus.split.file else None
     rows = []
     for rel in relpaths:
         old = before.get(rel)
@@ -80,7 +81,8 @@ def scan_corpus(corpus: Corpus, previous: pd.DataFrame | None = None, threads: i
         row.update(
             video_id=video_id_for(rel), relpath=rel, bytes=stats[rel].st_size, mtime_ns=stats[rel].st_mtime_ns,
             label=corpus.label, method=corpus.method, group=group,
-            split=split_of(group, corpus.split.val, corpus.split.test, corpus.split.seed),
+            split=assigned_split(assigned, group, rel, corpus.split.file) if assigned is not None
+            else split_of(group, corpus.split.val, corpus.split.test, corpus.split.seed),
             scan_state=state, previous_sha256=previous_sha,
         )
         rows.append(row)
@@ -89,6 +91,13 @@ def scan_corpus(corpus: Corpus, previous: pd.DataFrame | None = None, threads: i
             rows.append({**{c: old.get(c) for c in COLUMNS}, "scan_state": "missing"})
     table = pd.DataFrame(rows, columns=COLUMNS).sort_values("relpath", kind="stable").reset_index(drop=True)
     return table.astype({"bytes": "int64", "mtime_ns": "int64"})
+
+
+def assigned_split(assigned: dict[str, str], group: str, relpath: str, split_file: str) -> str:
+    if group not in assigned:
+        raise ValueError(f"{relpath}: its group {group!r} is not in the split file {split_file} "
+                         "(check --group-by, or add the group to the file)")
+    return assigned[group]
 
 
 def write_manifest(table: pd.DataFrame, path: Path) -> None:

@@ -28,6 +28,7 @@ class SplitSpec:
     test: float
     seed: int = 0
     group_by: str | None = None  # regex on the relative path; group 1 (or the whole match) is the group
+    file: str | None = None  # CSV of group,split (official splits, e.g. FaceForensics++): replaces the fractions
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,13 @@ class Corpus:
     split: SplitSpec = field(default_factory=lambda: SplitSpec(0.0, 0.0))
 
     def raw_path(self) -> Path:
-        raw = Path(self.raw_dir).expanduser()
-        return raw if raw.is_absolute() else paths.project_root() / raw
+        return project_path(self.raw_dir)
+
+
+def project_path(path: str) -> Path:
+    """A path from params.yaml: absolute, or relative to the project root."""
+    resolved = Path(path).expanduser()
+    return resolved if resolved.is_absolute() else paths.project_root() / resolved
 
 
 def yaml_roundtrip() -> YAML:
@@ -74,7 +80,7 @@ def corpus_from_dict(name: str, cfg: dict) -> Corpus:
         label=_text(cfg.get("label", "real")),
         method=_text(cfg.get("method")),
         split=SplitSpec(float(split["val"]), float(split["test"]), int(split.get("seed", 0)),
-                        _text(split.get("group_by"))),
+                        _text(split.get("group_by")), _text(split.get("file"))),
     )
 
 

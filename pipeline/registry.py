@@ -12,7 +12,8 @@ from ruamel.yaml.comments import CommentedMap
 from pipeline import paths
 from pipeline.atomic import write_bytes_atomic
 from pipeline.manifest import list_videos, read_manifest, scan_corpus, write_manifest
-from pipeline.params import CORPUS_NAME, DEFAULT_SPLITS, LABELS, ROLES, Corpus, corpus_from_dict, yaml_roundtrip
+from pipeline.params import (CORPUS_NAME, DEFAULT_SPLITS, LABELS, ROLES, Corpus, corpus_from_dict, project_path,
+                             yaml_roundtrip)
 
 
 class RegistryError(ValueError):
@@ -69,7 +70,7 @@ def _save_params_doc(doc: CommentedMap) -> None:
 
 def add_corpus(name: str, raw_dir: str, pattern: str | None = None, role: str | None = None,
                label: str | None = None, method: str | None = None,
-               group_by: str | None = None) -> tuple[Corpus, pd.DataFrame]:
+               group_by: str | None = None, split_file: str | None = None) -> tuple[Corpus, pd.DataFrame]:
     """Register a corpus, or rescan a registered one, and write its source manifest.
 
     Options left as None keep the registered value on a rescan (or take the default for a new corpus).
@@ -89,9 +90,12 @@ def add_corpus(name: str, raw_dir: str, pattern: str | None = None, role: str | 
     for key, value in {**DEFAULT_SPLITS[role], "seed": 0}.items():
         split.setdefault(key, value)
     split["group_by"] = group_by or split.get("group_by")
+    split["file"] = split_file or split.get("file")
     entry["split"] = split
     corpus = corpus_from_dict(name, entry)
     validate(name, corpus.raw_path(), corpus.pattern, corpus.role, corpus.label, corpus.method, corpus.split.group_by)
+    if corpus.split.file and not project_path(corpus.split.file).is_file():
+        raise RegistryError(f"split file {corpus.split.file} does not exist")
     manifest_path = paths.source_manifest_path(name)
     previous = read_manifest(manifest_path) if manifest_path.exists() else None
     manifest = scan_corpus(corpus, previous)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
 
 
 def group_of(relpath: str, group_by: str | None) -> str:
@@ -16,6 +20,21 @@ def group_of(relpath: str, group_by: str | None) -> str:
         return match.group(1) if match.groups() else match.group(0)
     parts = PurePosixPath(relpath).parts
     return parts[0] if len(parts) > 1 else PurePosixPath(relpath).stem
+
+
+def read_split_file(path: Path) -> dict[str, str]:
+    """group -> split from a CSV with columns `group,split` (split one of train, val, test)."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not {"group", "split"} <= set(table.columns):
+        raise ValueError(f"split file {path} needs the columns 'group' and 'split' (it has: {', '.join(table.columns)})")
+    bad = table[~table.split.isin(SPLITS)]
+    if len(bad):
+        raise ValueError(f"split file {path}: split {bad.split.iloc[0]!r} for group {bad.group.iloc[0]!r} is not one "
+                         f"of {', '.join(SPLITS)}")
+    clashes = table.groupby("group").split.nunique()
+    if (clashes > 1).any():
+        raise ValueError(f"split file {path}: group {clashes[clashes > 1].index[0]!r} is in two splits")
+    return dict(zip(table.group, table.split))
 
 
 def split_of(group: str, val: float, test: float, seed: int) -> str:

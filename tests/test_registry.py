@@ -136,3 +136,27 @@ def test_cli_round_trip_and_errors(project, testdata):
     removed = cli("corpus", "remove", "grid", cwd=project)
     assert removed.returncode == 0 and "removed corpus grid" in removed.stdout
     assert not (project / "data_manifests" / "grid.parquet").exists()
+
+
+def test_official_split_file_assigns_groups(project, testdata):
+    raw = project / "raw"
+    for i, clip in enumerate(GRID_CLIPS[:4]):
+        copy_clip(clip, raw, f"{i:03d}_take.mpg")
+    (project / "splits.csv").write_text("group,split\n000,train\n001,val\n002,test\n003,test\n")
+    add_corpus("ffpp", "raw", pattern="*.mpg", role="finetune", label="real", group_by=r"^(\d{3})_",
+               split_file="splits.csv")
+    manifest = read_manifest(paths.source_manifest_path("ffpp")).set_index("group")
+    assert manifest.split.to_dict() == {"000": "train", "001": "val", "002": "test", "003": "test"}
+    assert load_corpora()["ffpp"].split.file == "splits.csv"
+
+    (project / "splits.csv").write_text("group,split\n000,train\n001,val\n")
+    with pytest.raises(ValueError, match="group '002' is not in the split file"):
+        add_corpus("ffpp", "raw")
+    (project / "splits.csv").write_text("group,split\n000,holdout\n")
+    with pytest.raises(ValueError, match="'holdout' for group '000' is not one of train, val, test"):
+        add_corpus("ffpp", "raw")
+    with pytest.raises(RegistryError, match="split file nowhere.csv does not exist"):
+        add_corpus("ffpp", "raw", split_file="nowhere.csv")
+    # a failed rescan leaves the registry and manifest as they were
+    assert load_corpora()["ffpp"].split.file == "splits.csv"
+    assert read_manifest(paths.source_manifest_path("ffpp")).split.tolist() == ["train", "val", "test", "test"]

@@ -69,8 +69,3 @@ def records_to_table(records: list[StatusRecord]) -> pd.DataFrame:
         rows.append(row)
     columns = ["corpus", "video_id", "stage", "status", "reason", "fingerprint", "seconds"]
     return pd.DataFrame(rows, columns=None if rows else columns)
-
-
-def read_status_table(stage: str, corpus: str) -> pd.DataFrame | None:
-    path = paths.status_table_path(stage, corpus)
-    return pd.read_parquet(path) if path.exists() else None

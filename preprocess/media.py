@@ -37,15 +37,34 @@ def read_frames(video: Path, gray: bool = False) -> np.ndarray:
     return np.concatenate(list(iter_frame_batches(video, gray=gray)))
 
 
+class Pcm16:
+    """The resampled audio (16 kHz mono 16-bit), read by sample ranges or chunks: never the whole file
+    in memory unless asked for."""
+
+    def __init__(self, wav_path: Path):
+        with wave.open(str(wav_path), "rb") as wav:
+            if wav.getnchannels() != 1 or wav.getsampwidth() != 2 or wav.getframerate() != 16000:
+                raise ValueError(f"audio {Path(wav_path).name} is not 16 kHz mono 16-bit PCM")
+            self.n_samples = wav.getnframes()
+        self.path = wav_path
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """int16 samples [start, stop), 0 <= start <= stop <= n_samples."""
+        stop = self.n_samples if stop is None else stop
+        with wave.open(str(self.path), "rb") as wav:
+            wav.setpos(start)
+            return np.frombuffer(wav.readframes(stop - start), dtype="<i2")
+
+    def chunks(self, samples: int) -> Iterator[np.ndarray]:
+        """int16 blocks of `samples` (the last one shorter)."""
+        with wave.open(str(self.path), "rb") as wav:
+            while True:
+                block = np.frombuffer(wav.readframes(samples), dtype="<i2")
+                if not len(block):
+                    return
+                yield block
+
+
 def read_audio(wav_path: Path) -> np.ndarray:
-    """16-bit mono PCM as float32 in [-1, 1]."""
-    with wave.open(str(wav_path), "rb") as wav:
-        if wav.getnchannels() != 1 or wav.getsampwidth() != 2:
-            raise ValueError(f"{wav_path}: expected 16-bit mono PCM")
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    return pcm.astype(np.float32) / 32768.0
-
-
-def audio_rate(wav_path: Path) -> int:
-    with wave.open(str(wav_path), "rb") as wav:
-        return wav.getframerate()
+    """The whole file as float32 in [-1, 1]."""
+    return Pcm16(wav_path).read().astype(np.float32) / 32768.0

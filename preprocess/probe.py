@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -86,7 +85,3 @@ def count_video_packets(path: Path) -> int:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         return sum(1 for p in container.demux(stream) if p.size > 0)
-
-
-def as_fraction(rate: float) -> Fraction:
-    return Fraction(rate).limit_denominator(1001)

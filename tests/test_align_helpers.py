@@ -199,9 +199,9 @@ def pretrain_shards(*splits: str) -> list:
 
 def write_index(path: Path, **roles: list) -> Path:
     """A shard index in the collect stage's format ({split: [{path, sha256, samples}]}) for `roles`."""
-    from train.data import file_sha256
+    from pipeline.manifest import sha256_file
 
-    path.write_text(json.dumps({role: [{"path": s.path, "sha256": file_sha256(s.path), "samples": s.samples}
+    path.write_text(json.dumps({role: [{"path": s.path, "sha256": sha256_file(Path(s.path)), "samples": s.samples}
                                        for s in shards] for role, shards in roles.items()}))
     return path
 

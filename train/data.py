@@ -7,7 +7,6 @@ out of data. Everything random is seeded from (seed, epoch, rank, worker): an ep
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -48,14 +47,6 @@ def read_index(path: str | os.PathLike, role: str) -> list[ShardInfo]:
     directory (the repository root under DVC)."""
     entries = json.loads(Path(path).read_text()).get(role, [])
     return [ShardInfo(str(e["path"]), int(e["samples"])) for e in entries if int(e["samples"]) > 0]
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # The header numpy writes for a C-order array of a plain dtype (what the crop stage writes), e.g.

@@ -21,9 +21,10 @@ from dvclive import Live
 
 from models.avclip import AVContrastiveModel
 from models.loss import InfoNCELoss
+from pipeline.manifest import sha256_file
 from train.checkpoint import load_resumable, save_atomic
 from train.config import PretrainConfig, config_hash, load_params, resolved_dict
-from train.data import eval_windows, file_sha256, read_index, train_loader
+from train.data import eval_windows, read_index, train_loader
 from train.distributed import DistInfo, all_reduce_mean, cleanup, init_from_env, wrap_ddp
 from train.retrieval import a2v_topk, embed_windows
 
@@ -131,7 +132,7 @@ def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
     info = init_from_env()
     model_cfg, cfg = load_params(params)
     params_hash = config_hash(model_cfg, cfg)
-    index_sha = file_sha256(index)
+    index_sha = sha256_file(Path(index))
     train_shards, val_shards = read_index(index, "train"), read_index(index, "val")
     out_dir = Path(out)
     state_path = out_dir / "state" / "last.pt"

@@ -22,7 +22,6 @@ The result is one .npz per video (written atomically), arrays concatenated over 
 from __future__ import annotations
 
 import json
-import wave
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,8 +35,8 @@ from preprocess.align import geometry, mouth
 from preprocess.align.config import AlignParams
 from preprocess.align.npz import Chunked, save_npz
 from preprocess.align.smoothing import interpolate, moving_average, split_pieces
-from preprocess.media import iter_frame_batches
 from preprocess.framestore import FrameStore, frame_store
+from preprocess.media import Pcm16, iter_frame_batches
 
 SAMPLES_PER_FRAME = 640
 RUN = 256  # frames of crops or audio handled at a time after decoding (2.4 MB of crops, 0.3 MB of audio)
@@ -70,23 +69,6 @@ def plausible(landmarks: np.ndarray, boxes: np.ndarray, scores: np.ndarray | Non
     if scores is not None:
         ok &= np.nan_to_num(scores.mean(1)) >= min_score
     return ok
-
-
-class Pcm16:
-    """The resampled audio (16 kHz mono 16-bit), read by sample ranges: never the whole file in memory."""
-
-    def __init__(self, wav_path: Path):
-        with wave.open(str(wav_path), "rb") as wav:
-            if wav.getnchannels() != 1 or wav.getsampwidth() != 2 or wav.getframerate() != 16000:
-                raise StageFailure(f"audio {wav_path.name} is not 16 kHz mono 16-bit")
-            self.n_samples = wav.getnframes()
-        self.path = wav_path
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Samples [start, stop), 0 <= start <= stop <= n_samples."""
-        with wave.open(str(self.path), "rb") as wav:
-            wav.setpos(start)
-            return np.frombuffer(wav.readframes(stop - start), dtype="<i2")
 
 
 def _segment_audio(audio: Pcm16 | None, start: int, end: int, shift: int) -> np.ndarray:
@@ -185,7 +167,10 @@ def align_video(video: Path, audio_path: Path | None, boxes: pd.DataFrame, track
         box_arr = boxes[BOX_COLUMNS].to_numpy(np.float64)
         has_scores = bool(np.isfinite(scores).any())
         valid = plausible(landmarks, box_arr, scores if has_scores else None, params.fan_min_score)
-        audio = Pcm16(audio_path) if audio_path is not None and audio_path.exists() else None
+        try:
+            audio = Pcm16(audio_path) if audio_path is not None and audio_path.exists() else None
+        except ValueError as exc:
+            raise StageFailure(str(exc)) from None
         parts, pieces_meta, dropped_gap, dropped_short = _align_pieces(
             boxes, tracks, params, landmarks, scores, valid, patches, patch_tf, crops)
         if not parts:

@@ -1,12 +1,13 @@
 """Signals for the weights-free audio-visual score: mouth-region motion energy and the audio energy envelope."""
 from __future__ import annotations
 
-import wave
 from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from preprocess.media import Pcm16
 
 MOUTH_SIZE = (32, 16)  # (width, height) the mouth region is resampled to, so faces of any size compare alike
 
@@ -74,12 +75,8 @@ def audio_envelope(audio: np.ndarray, samples_per_frame: int = 640) -> np.ndarra
 def wav_envelope(wav_path: Path, samples_per_frame: int = 640, chunk_frames: int = 1500) -> np.ndarray:
     """audio_envelope(read_audio(wav_path)), reading the file a minute at a time instead of all at once."""
     parts = []
-    with wave.open(str(wav_path), "rb") as wav:
-        if wav.getnchannels() != 1 or wav.getsampwidth() != 2:
-            raise ValueError(f"{wav_path}: expected 16-bit mono PCM")
-        while True:
-            pcm = np.frombuffer(wav.readframes(chunk_frames * samples_per_frame), dtype="<i2")
-            if len(pcm) < samples_per_frame:  # what is left is less than a frame: dropped, as audio_envelope does
-                break
-            parts.append(audio_envelope(pcm.astype(np.float32) / 32768.0, samples_per_frame))
+    for pcm in Pcm16(wav_path).chunks(chunk_frames * samples_per_frame):
+        if len(pcm) < samples_per_frame:  # what is left is less than a frame: dropped, as audio_envelope does
+            break
+        parts.append(audio_envelope(pcm.astype(np.float32) / 32768.0, samples_per_frame))
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -43,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     shards_sub = shards.add_subparsers(dest="action", required=True)
     shard_inspect.add_arguments(shards_sub.add_parser(
         "inspect", help="samples, hours, labels, QC and failures per corpus and split; --key/--png draws a sample"))
+    preview = shards_sub.add_parser("preview", help="a PNG grid of mouth crops from a corpus's shards (dvc plot)")
+    preview.add_argument("corpus")
+    preview.add_argument("--png", required=True)
+    preview.add_argument("--samples", type=int, default=16)
     sub.add_parser("collect", help="list the shards feeding each training role (the dvc stage `collect`)")
     return parser
 
@@ -62,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "shards":
             from pipeline import inspect as shard_inspect
 
+            if args.action == "preview":
+                drawn = shard_inspect.corpus_preview(args.corpus, Path(args.png), args.samples)
+                print(f"wrote {args.png}: {drawn} samples of {args.corpus}")
+                return 0
             return shard_inspect.main(args)
         if args.command == "collect":
             from pipeline import collect

@@ -266,6 +266,41 @@ def contact_sheet(key: str, png: Path, corpora: list[str]) -> dict:
             "label": meta["label"], "shard": row["shard"]}
 
 
+def corpus_preview(corpus: str, png: Path, n: int = 16) -> int:
+    """A grid of the middle mouth frame (with its lip landmarks) of up to `n` samples of `corpus`, spread
+    over its sorted keys: a glance at what the shards hold. Returns the number of samples drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = read_shard_manifest(corpus)
+    if table is None or not len(table):
+        raise KeyError(f"corpus '{corpus}' has no shards yet (run the crop stage)")
+    table = table.sort_values("key").reset_index(drop=True)
+    rows = table.iloc[np.unique(np.linspace(0, len(table) - 1, min(n, len(table))).round().astype(int))]
+    cols = min(4, len(rows))
+    fig, axes = plt.subplots(-(-len(rows) // cols), cols, figsize=(2.4 * cols, 2.6 * -(-len(rows) // cols)),
+                             dpi=100, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows.itertuples()):
+        sample = read_sample(corpus, row.shard, row.key)
+        video, lms = sample["video.npy"], sample["landmarks.npy"]
+        mid = len(video) // 2
+        ax.imshow(video[mid], cmap=None if video.ndim == 4 else "gray", vmin=0, vmax=255)
+        ax.scatter(lms[mid, 48:68, 0], lms[mid, 48:68, 1], s=2, c="red")
+        ax.set_title(f"{row.video_id[:18]} {row.label} {row.split}\n{row.n_frames} fr, sync "
+                     f"{row.sync_confidence:.2f}", fontsize=6)
+    fig.suptitle(f"{corpus}: {len(table)} samples, middle frame of {len(rows)}", fontsize=9)
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, metadata={"Software": None})  # no version stamp: the same shards give the same picture
+    plt.close(fig)
+    return len(rows)
+
+
 if __name__ == "__main__":  # python -m pipeline.inspect [CORPUS] ... (until the CLI wires `shards inspect`)
     pd.set_option("display.width", 200)
     raise SystemExit(main(add_arguments(argparse.ArgumentParser(description=__doc__)).parse_args()))

@@ -82,3 +82,20 @@ def test_status_counts_per_stage(packed):
     assert table.loc[("cremadt", "track"), "failed"] == 1 and table.loc[("cremadt", "align"), "skipped"] == 1
     assert table.loc[("cremadt", "align"), "failed"] == 1 and table.loc[("cremadt", "crop"), "skipped"] == 2
     assert (table.pending == 0).all()
+
+
+def test_corpus_preview_is_a_picture_of_the_shards(packed, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from pipeline import inspect
+
+    with project_env(packed):
+        drawn = inspect.corpus_preview("gridt", tmp_path / "a.png", n=4)
+        inspect.corpus_preview("gridt", tmp_path / "b.png", n=4)
+        with pytest.raises(KeyError, match="no shards yet"):
+            inspect.corpus_preview("nocorpus", tmp_path / "c.png")
+    assert drawn == 4
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()  # same shards, same picture
+    pixels = np.asarray(Image.open(tmp_path / "a.png").convert("L"))
+    assert pixels.std() > 20  # faces drawn, not a blank canvas

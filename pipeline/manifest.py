@@ -66,6 +66,7 @@ def scan_corpus(corpus: Corpus, previous: pd.DataFrame | None = None, threads: i
         described = dict(zip(to_describe, pool.map(lambda rel: _describe(raw_dir / rel), to_describe)))
 
     assigned = read_split_file(project_path(corpus.split.file)) if corpus.split.file else None
+    overrides = read_labels_file(project_path(corpus.labels), set(relpaths)) if corpus.labels else {}
     rows = []
     for rel in relpaths:
         old = before.get(rel)
@@ -85,12 +86,34 @@ def scan_corpus(corpus: Corpus, previous: pd.DataFrame | None = None, threads: i
             else split_of(group, corpus.split.val, corpus.split.test, corpus.split.seed),
             scan_state=state, previous_sha256=previous_sha,
         )
+        row.update(overrides.get(rel, {}))
         rows.append(row)
     for rel, old in before.items():
         if rel not in stats:  # vanished: keep the row so the loss is visible, marked missing
             rows.append({**{c: old.get(c) for c in COLUMNS}, "scan_state": "missing"})
     table = pd.DataFrame(rows, columns=COLUMNS).sort_values("relpath", kind="stable").reset_index(drop=True)
     return table.astype({"bytes": "int64", "mtime_ns": "int64"})
+
+
+def read_labels_file(path: Path, relpaths: set[str]) -> dict[str, dict]:
+    """relpath -> {label, method} from a CSV with columns relpath,label[,method] (e.g. FakeAVCeleb, where real
+    and fake videos share one tree)."""
+    from pipeline.params import LABELS
+
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not {"relpath", "label"} <= set(table.columns):
+        raise ValueError(f"labels file {path} needs the columns 'relpath' and 'label' (optional: 'method')")
+    if "method" not in table.columns:
+        table["method"] = ""
+    bad = table[~table.label.isin(LABELS)]
+    if len(bad):
+        raise ValueError(f"labels file {path}: label {bad.label.iloc[0]!r} of {bad.relpath.iloc[0]!r} is not one of "
+                         f"{', '.join(LABELS)}")
+    unknown = sorted(set(table.relpath) - relpaths)
+    if unknown:
+        raise ValueError(f"labels file {path}: {len(unknown)} row(s) name files that are not in the corpus, "
+                         f"e.g. {unknown[0]!r} (paths are relative to the corpus folder)")
+    return {r.relpath: {"label": r.label, "method": r.method or None} for r in table.itertuples()}
 
 
 def assigned_split(assigned: dict[str, str], group: str, relpath: str, split_file: str) -> str:

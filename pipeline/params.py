@@ -39,6 +39,7 @@ class Corpus:
     role: str
     label: str
     method: str | None
+    labels: str | None = None  # CSV relpath,label[,method]: per-video overrides of label and method
     split: SplitSpec = field(default_factory=lambda: SplitSpec(0.0, 0.0))
 
     def raw_path(self) -> Path:
@@ -79,6 +80,7 @@ def corpus_from_dict(name: str, cfg: dict) -> Corpus:
         role=role,
         label=_text(cfg.get("label", "real")),
         method=_text(cfg.get("method")),
+        labels=_text(cfg.get("labels")),
         split=SplitSpec(float(split["val"]), float(split["test"]), int(split.get("seed", 0)),
                         _text(split.get("group_by")), _text(split.get("file"))),
     )

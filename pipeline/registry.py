@@ -70,7 +70,8 @@ def _save_params_doc(doc: CommentedMap) -> None:
 
 def add_corpus(name: str, raw_dir: str, pattern: str | None = None, role: str | None = None,
                label: str | None = None, method: str | None = None,
-               group_by: str | None = None, split_file: str | None = None) -> tuple[Corpus, pd.DataFrame]:
+               group_by: str | None = None, split_file: str | None = None,
+               labels: str | None = None) -> tuple[Corpus, pd.DataFrame]:
     """Register a corpus, or rescan a registered one, and write its source manifest.
 
     Options left as None keep the registered value on a rescan (or take the default for a new corpus).
@@ -85,7 +86,8 @@ def add_corpus(name: str, raw_dir: str, pattern: str | None = None, role: str | 
     if role not in ROLES:
         raise RegistryError(f"invalid role {role!r}: choose one of {', '.join(ROLES)}")
     entry.update(raw_dir=raw_dir, pattern=pattern or entry.get("pattern", "**/*.mp4"), role=role,
-                 label=label or entry.get("label", "real"), method=method or entry.get("method"))
+                 label=label or entry.get("label", "real"), method=method or entry.get("method"),
+                 labels=labels or entry.get("labels"))
     split = entry.get("split") or CommentedMap()
     for key, value in {**DEFAULT_SPLITS[role], "seed": 0}.items():
         split.setdefault(key, value)
@@ -94,8 +96,9 @@ def add_corpus(name: str, raw_dir: str, pattern: str | None = None, role: str | 
     entry["split"] = split
     corpus = corpus_from_dict(name, entry)
     validate(name, corpus.raw_path(), corpus.pattern, corpus.role, corpus.label, corpus.method, corpus.split.group_by)
-    if corpus.split.file and not project_path(corpus.split.file).is_file():
-        raise RegistryError(f"split file {corpus.split.file} does not exist")
+    for what, path in (("split file", corpus.split.file), ("labels file", corpus.labels)):
+        if path and not project_path(path).is_file():
+            raise RegistryError(f"{what} {path} does not exist")
     manifest_path = paths.source_manifest_path(name)
     previous = read_manifest(manifest_path) if manifest_path.exists() else None
     manifest = scan_corpus(corpus, previous)

@@ -5,9 +5,10 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
-
 from conftest import GRID_CLIPS, copy_clip
+
 from pipeline import paths
 from pipeline.manifest import COLUMNS, read_manifest, video_id_for
 from pipeline.params import load_corpora
@@ -160,3 +161,22 @@ def test_official_split_file_assigns_groups(project, testdata):
     # a failed rescan leaves the registry and manifest as they were
     assert load_corpora()["ffpp"].split.file == "splits.csv"
     assert read_manifest(paths.source_manifest_path("ffpp")).split.tolist() == ["train", "val", "test", "test"]
+
+
+def test_per_video_labels_override_the_corpus_label(project, testdata):
+    raw = project / "raw"
+    for clip in GRID_CLIPS[:3]:
+        copy_clip(clip, raw)
+    names = [clip.name for clip in GRID_CLIPS[:3]]
+    (project / "labels.csv").write_text(f"relpath,label,method\n{names[1]},fake,Wav2Lip\n{names[2]},fake,\n")
+    add_corpus("avceleb", "raw", pattern="*.mpg", role="finetune", label="real", labels="labels.csv")
+    manifest = read_manifest(paths.source_manifest_path("avceleb")).set_index("relpath")
+    assert manifest.label.to_dict() == {names[0]: "real", names[1]: "fake", names[2]: "fake"}
+    assert manifest.loc[names[1], "method"] == "Wav2Lip" and pd.isna(manifest.loc[names[2], "method"])
+
+    (project / "labels.csv").write_text("relpath,label\nelsewhere.mpg,fake\n")
+    with pytest.raises(ValueError, match="1 row.* not in the corpus, e.g. 'elsewhere.mpg'"):
+        add_corpus("avceleb", "raw")
+    (project / "labels.csv").write_text(f"relpath,label\n{names[0]},forged\n")
+    with pytest.raises(ValueError, match="'forged'.*not one of real, fake"):
+        add_corpus("avceleb", "raw")

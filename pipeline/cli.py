@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    pd.set_option("display.width", 200)  # tables printed by `status`, `corpus list`, `shards inspect`
     args = build_parser().parse_args(argv)
     try:
         if args.command == "corpus":
@@ -111,11 +112,10 @@ def _stage(args) -> int:
     from pipeline.cluster import dask_client
 
     stage = importlib.import_module(f"pipeline.stages.{args.stage}")
+    if not getattr(stage, "USES_CLUSTER", True):  # e.g. crop: packing only, nothing to spread out
+        stage.run(args.corpus)
+        return 0
     with dask_client(args.scheduler, args.workers) as client:
         stage.run(args.corpus, client)
     return 0
 
-
-if __name__ == "__main__":
-    pd.set_option("display.width", 200)
-    raise SystemExit(main())

@@ -42,8 +42,8 @@ def collect(corpora=None) -> tuple[dict, dict]:
         counts = {}
         for shard in json.loads(index_path.read_text())["shards"]:
             entry = {"path": f"data/shards/{name}/{shard['shard']}", "sha256": shard["sha256"],
-                     "samples": shard["samples"], "bytes": shard["bytes"], "corpus": name, "label": corpus.label,
-                     "method": corpus.method}
+                     "samples": shard["samples"], "bytes": shard["bytes"], "corpus": name,
+                     "labels": shard["labels"], "methods": shard["methods"]}
             roles[corpus.role].setdefault(shard["split"], []).append(entry)
             counts[shard["split"]] = counts.get(shard["split"], 0) + shard["samples"]
         summary["roles"][corpus.role][name] = {"label": corpus.label, "method": corpus.method, "samples": counts}

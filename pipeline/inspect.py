@@ -22,9 +22,8 @@ import pandas as pd
 
 from pipeline import paths
 from pipeline.params import load_corpora
-from pipeline.status import read_record
-
 from pipeline.stages import PER_CORPUS_STAGES as STAGES
+from pipeline.status import read_record
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -61,7 +60,9 @@ def _corpora(name: str | None) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- summary
 def shard_dir(corpus: str) -> Path:
-    return paths.project_root() / "data" / "shards" / corpus
+    from pipeline.stages.crop import shard_dir as crop_shard_dir
+
+    return crop_shard_dir(corpus)
 
 
 def read_shard_manifest(corpus: str) -> pd.DataFrame | None:
@@ -299,8 +300,3 @@ def corpus_preview(corpus: str, png: Path, n: int = 16) -> int:
     fig.savefig(png, metadata={"Software": None})  # no version stamp: the same shards give the same picture
     plt.close(fig)
     return len(rows)
-
-
-if __name__ == "__main__":  # python -m pipeline.inspect [CORPUS] ... (until the CLI wires `shards inspect`)
-    pd.set_option("display.width", 200)
-    raise SystemExit(main(add_arguments(argparse.ArgumentParser(description=__doc__)).parse_args()))

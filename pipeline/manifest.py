@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import write_parquet_atomic
 from pipeline.params import Corpus, project_path
 from pipeline.splits import group_of, read_split_file, split_of
 from preprocess.probe import ProbeError, ProbeInfo, probe
@@ -66,7 +66,8 @@ def scan_corpus(corpus: Corpus, previous: pd.DataFrame | None = None, threads: i
         described = dict(zip(to_describe, pool.map(lambda rel: _describe(raw_dir / rel), to_describe)))
 
     assigned = read_split_file(project_path(corpus.split.file)) if corpus.split.file else None
-    overrides = read_labels_file(project_path(corpus.labels), set(relpaths)) if corpus.labels else {}
+    known = set(relpaths) | set(before)  # a labelled file that vanished stays a `missing` row, not an error
+    overrides = read_labels_file(project_path(corpus.labels), known) if corpus.labels else {}
     rows = []
     for rel in relpaths:
         old = before.get(rel)
@@ -124,8 +125,7 @@ def assigned_split(assigned: dict[str, str], group: str, relpath: str, split_fil
 
 
 def write_manifest(table: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False)
+    write_parquet_atomic(path, table)
 
 
 def read_manifest(path: Path) -> pd.DataFrame:

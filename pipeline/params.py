@@ -11,7 +11,7 @@ from ruamel.yaml import YAML
 
 from pipeline import paths
 
-CORPUS_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+CORPUS_NAME = re.compile(r"^(?!.*__)[a-z0-9][a-z0-9_-]*$")  # no "__": it separates the parts of sample keys
 ROLES = ("pretrain", "finetune", "eval")
 LABELS = ("real", "fake")
 # Split fractions when a corpus names none: detection corpora need a test split, pretraining only val.

@@ -12,8 +12,16 @@ from ruamel.yaml.comments import CommentedMap
 from pipeline import paths
 from pipeline.atomic import write_bytes_atomic
 from pipeline.manifest import list_videos, read_manifest, scan_corpus, write_manifest
-from pipeline.params import (CORPUS_NAME, DEFAULT_SPLITS, LABELS, ROLES, Corpus, corpus_from_dict, project_path,
-                             yaml_roundtrip)
+from pipeline.params import (
+    CORPUS_NAME,
+    DEFAULT_SPLITS,
+    LABELS,
+    ROLES,
+    Corpus,
+    corpus_from_dict,
+    project_path,
+    yaml_roundtrip,
+)
 
 
 class RegistryError(ValueError):
@@ -26,7 +34,7 @@ def validate(name: str, raw_dir: Path, pattern: str, role: str, label: str, meth
     if not CORPUS_NAME.match(name):
         raise RegistryError(
             f"invalid corpus name {name!r}: use lower-case letters, digits, '_' and '-', starting with a letter "
-            "or digit (no dots: DVC reads a dot as a nested parameter)"
+            "or digit (no dots: DVC reads a dot as a nested parameter; no '__': it separates sample key parts)"
         )
     if role not in ROLES:
         raise RegistryError(f"invalid role {role!r}: choose one of {', '.join(ROLES)}")

@@ -10,7 +10,6 @@ from pipeline.stages import PER_CORPUS_STAGES
 from pipeline.status import read_record
 
 
-
 def status_table() -> pd.DataFrame:
     rows = []
     for corpus in load_corpora().values():

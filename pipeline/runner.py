@@ -46,7 +46,8 @@ def execute(work: WorkFn, task: VideoTask) -> StatusRecord:
         status, reason, details = exc.status, exc.reason, exc.details
     except Exception as exc:  # a bug or an unforeseen input: still a row, with enough to report it
         status, reason = FAILED, f"unexpected error: {type(exc).__name__}: {exc}"
-        details = {"traceback": traceback.format_exc(limit=5)}
+        # may be passing (disk full, network filesystem): unlike a StageFailure, tried again next run
+        details = {"traceback": traceback.format_exc(limit=5), "retry": True}
     record = StatusRecord(task.corpus, task.video_id, task.stage, status, reason, task.fingerprint,
                           round(time.perf_counter() - start, 3), details)
     write_record(record)
@@ -84,16 +85,16 @@ def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn, cli
 
 
 def _still_valid(previous: StatusRecord | None, task: VideoTask) -> bool:
-    """Finished with the same inputs and params, and (when ok) its outputs are all still there: an output
-    deleted by hand or lost on disk makes the video unfinished again."""
-    if previous is None or previous.fingerprint != task.fingerprint:
+    """Finished with the same inputs and params, not an unexpected error (those are retried), and (when
+    ok) its outputs are all still there: an output deleted by hand or lost on disk makes it unfinished."""
+    if previous is None or previous.fingerprint != task.fingerprint or previous.details.get("retry"):
         return False
     return previous.status != OK or all(os.path.exists(p) for p in task.outputs)
 
 
 def _run_on_dask(stage, corpus, todo, work, client, window_per_worker) -> list[StatusRecord]:
     # A bounded window of futures in flight keeps the scheduler small for corpora of millions of videos.
-    window = max(1, window_per_worker * max(1, len(client.scheduler_info().get("workers", {})) or 1))
+    window = window_per_worker * max(1, len(client.scheduler_info().get("workers", {})))
     results, crashed = [], []
     with tqdm(total=len(todo), desc=f"{stage}@{corpus}", unit="video", file=sys.stderr) as bar:
         for task, outcome in _stream(client, work, todo, window, attempt=0):

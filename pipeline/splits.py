@@ -26,7 +26,8 @@ def read_split_file(path: Path) -> dict[str, str]:
     """group -> split from a CSV with columns `group,split` (split one of train, val, test)."""
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     if not {"group", "split"} <= set(table.columns):
-        raise ValueError(f"split file {path} needs the columns 'group' and 'split' (it has: {', '.join(table.columns)})")
+        raise ValueError(f"split file {path} needs the columns 'group' and 'split' "
+                         f"(it has: {', '.join(table.columns)})")
     bad = table[~table.split.isin(SPLITS)]
     if len(bad):
         raise ValueError(f"split file {path}: split {bad.split.iloc[0]!r} for group {bad.group.iloc[0]!r} is not one "

@@ -7,17 +7,17 @@ to a temporary file beside it and renamed when complete; an identical existing s
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.atomic import tmp_path_for
+from pipeline.manifest import sha256_file
 
 FIELDS = ("video.npy", "audio.npy", "landmarks.npy", "json")  # member order inside a sample
 BLOCK = 512
@@ -70,14 +70,6 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass
 class ShardInfo:
     shard: str  # file name, relative to the shard folder
@@ -85,7 +77,6 @@ class ShardInfo:
     samples: int
     bytes: int
     sha256: str
-    keys: list = field(default_factory=list, repr=False)
 
 
 class ShardWriter:
@@ -98,7 +89,6 @@ class ShardWriter:
         self.shards: list[ShardInfo] = []
         self._tar = self._file = self._tmp = None
         self._count = self._size = 0
-        self._keys: list[str] = []
 
     def _name(self, number: int) -> str:
         return f"{self.split}-{number:06d}.tar"
@@ -108,9 +98,10 @@ class ShardWriter:
         self._tmp = tmp_path_for(self.folder / self._name(len(self.shards)))
         self._file = open(self._tmp, "wb")
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.GNU_FORMAT)
-        self._count, self._size, self._keys = 0, 2 * BLOCK, []
+        self._count, self._size = 0, 2 * BLOCK
 
-    def write(self, key: str, members: list) -> None:
+    def write(self, members: list) -> str:
+        """Add one sample's members; returns the name of the shard it went into."""
         size = sample_size(members)
         if self._tar is not None and (self._count >= self.maxcount or self._size + size > self.maxsize):
             self._close()
@@ -120,7 +111,7 @@ class ShardWriter:
             self._tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
         self._count += 1
         self._size += size
-        self._keys.append(key)
+        return self._name(len(self.shards))
 
     def _close(self) -> None:
         self._tar.close()
@@ -131,7 +122,7 @@ class ShardWriter:
             self._tmp.unlink()  # identical shard already in place: keep it (and its mtime)
         else:
             os.replace(self._tmp, final)
-        self.shards.append(ShardInfo(final.name, self.split, self._count, size, digest, self._keys))
+        self.shards.append(ShardInfo(final.name, self.split, self._count, size, digest))
         self._tar = self._file = self._tmp = None
 
     def close(self) -> list[ShardInfo]:

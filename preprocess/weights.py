@@ -1,18 +1,25 @@
 """Finding model weight files: a local path from params.yaml, else the torch hub cache face-alignment uses."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
-from pipeline import paths
+from pipeline.params import project_path
 
 # The files face-alignment itself downloads, by the names it gives them in the torch hub cache.
 RETINAFACE_FILE = "retinaface_mobilenet0.25.pth"
 RETINAFACE_URL = "https://www.adrianbulat.com/downloads/python-fan/retinaface_mobilenet0.25.pth"
 FAN_URL = "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar"
 FAN_FILE = FAN_URL.rsplit("/", 1)[1]
+
+
+def weights_identity(path: Path | str | None) -> str | None:
+    """Name and size of a weight file: enough to notice a different model without hashing it each run."""
+    if path is None:
+        return None
+    path = Path(path)
+    return f"{path.name}:{path.stat().st_size}"
 
 
 def hub_checkpoint(filename: str) -> Path:
@@ -28,8 +35,7 @@ def resolve_weights(configured: str | None, filename: str, url: str | None = Non
     when that fails too, raise FileNotFoundError naming the file and where to put it.
     """
     if configured:
-        path = Path(os.path.expanduser(str(configured)))
-        path = path if path.is_absolute() else paths.project_root() / path
+        path = project_path(str(configured))
         if not path.is_file():
             raise FileNotFoundError(f"{what} file {path} (params.yaml weights.{key}) does not exist; "
                                     f"put {filename} there or point weights.{key} at it")

@@ -100,7 +100,7 @@ def test_list_and_remove(project, testdata):
         remove_corpus("grid")
 
 
-@pytest.mark.parametrize("name", ["Vox2", "vox2.dev", "_vox", "vox 2", "", "vöx"])
+@pytest.mark.parametrize("name", ["Vox2", "vox2.dev", "_vox", "vox 2", "", "vöx", "vox__2"])
 def test_bad_names_are_refused(project, testdata, name):
     copy_clip(GRID_CLIPS[0], project / "raw")
     with pytest.raises(RegistryError, match="invalid corpus name"):

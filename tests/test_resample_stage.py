@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
@@ -163,3 +164,22 @@ def test_an_output_deleted_by_hand_is_redone(project, testdata, dask_client):
 
 def resample_ids(corpus: str) -> list[str]:
     return sorted(pd.read_parquet(paths.source_manifest_path(corpus)).video_id)
+
+
+def fails_unexpectedly_once(task):
+    """A work function hitting a passing fault (say, a full disk) on its first run only."""
+    marker = Path(task.inputs["marker"])
+    if not marker.exists():
+        marker.write_text("failed once")
+        raise OSError(28, "No space left on device")
+    return {"n": 1}
+
+
+def test_unexpected_errors_are_rows_and_are_retried_next_run(project, dask_client):
+    from pipeline.runner import VideoTask, run_stage
+
+    tasks = [VideoTask("flaky", "c", "v0", "fp", {"marker": str(project / "marker")})]
+    [first] = run_stage("flaky", "c", tasks, fails_unexpectedly_once, dask_client)
+    assert first.status == "failed" and "unexpected error: OSError" in first.reason
+    [second] = run_stage("flaky", "c", tasks, fails_unexpectedly_once, dask_client)
+    assert second.status == "ok"

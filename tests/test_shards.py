@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
 from test_align_helpers import CORPORA, MISSING, ODD_NAME, ODD_TWIN, copy_project, packed_project, project_env
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
@@ -57,7 +58,7 @@ def test_webdataset_reads_every_sample_with_the_documented_fields(packed):
                           "params_hash"):
                 assert field in meta, field
             assert meta["fps"] == 25 and meta["sample_rate"] == 16000 and meta["landmark_backend"] == "dlib"
-            assert s["__url__"].endswith(f"{meta['split']}-000000.tar") or "-00000" in s["__url__"]
+            assert re.fullmatch(rf"{meta['split']}-\d{{6}}\.tar", Path(s["__url__"]).name)  # in its split's shards
         assert set(manifest.split) <= {"train", "val", "test"}
 
 
@@ -139,6 +140,9 @@ def test_collect_lists_shards_by_role_and_follows_params(packed, tmp_path):
         index = json.loads((root / "data" / "shards" / "gridt" / "index.json").read_text())
         assert [e["sha256"] for e in pretrain["train"] + pretrain["val"]] == [s["sha256"] for s in index["shards"]]
         assert all((root / e["path"]).exists() for e in pretrain["train"] + pretrain["val"])
+        # label counts per shard add up to its samples (per-video labels may mix them)
+        assert all(sum(e["labels"].values()) == e["samples"] and set(e["labels"]) == {"real"}
+                   for e in pretrain["train"] + pretrain["val"])
         assert {e["corpus"] for e in json.loads((root / "data" / "collect" / "eval.json").read_text())["test"]} == \
             {"cremadt"}
         shards = read_index(root / "data" / "collect" / "pretrain.json", "train")  # the loader's reader

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import torch
 
+from pipeline.atomic import atomic_path
+
 
 def save_atomic(obj, path: str | os.PathLike) -> None:
     """A kill mid-write must leave the previous checkpoint intact: write a temp file, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(Path(path)) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_resumable(path: str | os.PathLike, params_hash: str, index_sha256: str) -> tuple[dict | None, str]:

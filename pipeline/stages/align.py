@@ -18,6 +18,7 @@ from pipeline.params import get_corpus, load_params, stable_hash, stage_section
 from pipeline.runner import VideoTask, prune_outputs, run_stage
 from pipeline.status import OK, SKIPPED, StatusRecord, read_record
 from preprocess.align.config import AlignParams
+from preprocess.weights import weights_identity
 
 STAGE = "align"
 TRACK = "track"
@@ -40,11 +41,6 @@ def track_paths(corpus: str) -> tuple[Path, Path]:
     return out / "boxes", out / "tracks.parquet"
 
 
-def weights_identity(path: Path | None) -> str | None:
-    """Name and size of a weight file: enough to notice a different model without hashing it each run."""
-    return None if path is None else f"{path.name}:{path.stat().st_size}"
-
-
 def resolve_weights(stage_params: AlignParams, params: dict) -> Path | None:
     if stage_params.backend != "fan":
         return None
@@ -60,6 +56,10 @@ def landmarker_for(stage_params: AlignParams, weights: str | None):
     if key not in _LANDMARKERS:
         from preprocess.align.video import make_landmarker
 
+        if stage_params.backend == "fan":
+            import torch
+
+            torch.set_num_threads(1)  # one task per worker process: processes, not threads, give parallelism
         _LANDMARKERS.clear()
         _LANDMARKERS[key] = make_landmarker(stage_params, Path(weights) if weights else None)
     return _LANDMARKERS[key]

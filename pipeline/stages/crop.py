@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,13 +29,14 @@ from pipeline.atomic import remove_leftover_tmp_files, write_bytes_atomic, write
 from pipeline.manifest import read_manifest
 from pipeline.params import get_corpus, load_params, stable_hash, stage_section
 from pipeline.runner import prune_outputs, write_status_table
-from pipeline.status import FAILED, OK, SKIPPED, StatusRecord, read_record, write_record
 from pipeline.stages import align as align_stage
+from pipeline.status import FAILED, OK, SKIPPED, StatusRecord, read_record, write_record
 from preprocess.resample import FPS, SAMPLE_RATE
 from preprocess.shards import ShardWriter, encode_sample
 
 STAGE = "crop"
 VERSION = 1
+USES_CLUSTER = False  # no per-video heavy work is left: the CLI starts no dask cluster for this stage
 SPLIT_ORDER = ("train", "val", "test")
 MANIFEST_COLUMNS = ["key", "shard", "split", "corpus", "video_id", "segment", "track_segment", "start_frame",
                     "end_frame", "label", "method", "n_frames", "seconds", "has_audio", "interpolated_fraction",
@@ -54,6 +56,11 @@ def crop_params(params: dict) -> CropParams:
 
 def shard_dir(corpus: str) -> Path:
     return paths.project_root() / "data" / "shards" / corpus
+
+
+def index_paths(corpus: str) -> tuple[Path, Path]:
+    """The shard index beside the shards, and its copy in the stage folder (what collect reads)."""
+    return shard_dir(corpus) / "index.json", paths.stage_dir(STAGE, corpus) / "index.json"
 
 
 def sample_key(corpus: str, video_id: str, segment: int) -> str:
@@ -88,7 +95,8 @@ def video_samples(corpus: str, row: dict, params_hash_of) -> list[tuple[str, lis
     """[(key, tar members, manifest row)] of one aligned video, in segment order."""
     from preprocess.align.video import load_aligned
 
-    arrays, meta = load_aligned(align_stage.output_path(corpus, row["video_id"]))
+    arrays, meta = load_aligned(align_stage.output_path(corpus, row["video_id"]),
+                                keys=("piece", "crops", "audio", "landmarks_crop"))
     params_hash = params_hash_of(meta["params"])
     out = []
     for piece in meta["pieces"]:
@@ -117,9 +125,13 @@ def run(corpus_name: str, client=None) -> list[StatusRecord]:
     out = shard_dir(corpus_name)
     remove_leftover_tmp_files(out)
     remove_leftover_tmp_files(paths.stage_dir(STAGE, corpus_name))
+    for index in index_paths(corpus_name):  # written last: an index never names shards being rewritten
+        index.unlink(missing_ok=True)
 
     def params_hash_of(align_params: dict) -> str:
-        return stable_hash(align_stage.VERSION, VERSION, align_params, asdict(stage_params))
+        # every section that shaped the samples (fingerprints chain the same per video)
+        upstream = {name: params.get(name) for name in ("resample", "track")}
+        return stable_hash(align_stage.VERSION, VERSION, upstream, align_params, asdict(stage_params))
 
     rows = sorted(manifest.to_dict("records"), key=lambda r: r["video_id"])
     splits = sorted({r["split"] for r in rows}, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 9, s))
@@ -129,18 +141,14 @@ def run(corpus_name: str, client=None) -> list[StatusRecord]:
         try:
             for row in (r for r in rows if r["split"] == split):
                 record, samples = _pack_video(corpus_name, row, stage_params, params_hash_of)
-                for key, members, manifest_row in samples:
-                    writer.write(key, members)
-                    manifest_row["shard"] = writer._name(len(writer.shards))
+                for _, members, manifest_row in samples:
+                    manifest_row["shard"] = writer.write(members)
                     manifest_rows.append(manifest_row)
                 records.append(record)
         except BaseException:
             writer.abort()
             raise
         shards += writer.close()
-    for row in rows:
-        if row["split"] not in splits:  # cannot happen, but no video may go unaccounted
-            records.append(StatusRecord(corpus_name, row["video_id"], STAGE, FAILED, "no split"))
     _remove_stale_shards(out, {s.shard for s in shards})
     _write_tables(corpus_name, out, manifest_rows, shards, stage_params)
     for record in records:
@@ -163,7 +171,7 @@ def _pack_video(corpus: str, row: dict, stage_params: CropParams, params_hash_of
     fingerprint = stable_hash(VERSION, upstream.fingerprint, asdict(stage_params))
     try:
         samples = video_samples(corpus, row, params_hash_of)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         return StatusRecord(corpus, video_id, STAGE, FAILED, f"align output unreadable: {exc}", fingerprint), []
     details = {"n_samples": len(samples), "n_frames": int(sum(m["n_frames"] for _, _, m in samples))}
     return StatusRecord(corpus, video_id, STAGE, OK, "", fingerprint, 0.0, details), samples
@@ -181,9 +189,16 @@ def _write_tables(corpus: str, out: Path, manifest_rows: list, shards: list, sta
                           "end_frame": "int32", "n_frames": "int32", "bytes": "int64", "sync_offset": "Float64",
                           "sync_confidence": "float64"})
     write_parquet_atomic(out / "manifest.parquet", table)
+    # per-video labels (corpus add --labels) can mix real and fake in one shard: count them per shard
+    def counts(column: str) -> dict:
+        return {shard: {str(k): int(n) for k, n in group.value_counts().items()}
+                for shard, group in table.groupby("shard")[column]}
+
+    labels, methods = counts("label"), counts("method")
     index = {"corpus": corpus, "params": asdict(stage_params),
              "shards": [{"shard": s.shard, "split": s.split, "samples": s.samples, "bytes": s.bytes,
-                         "sha256": s.sha256} for s in shards]}
+                         "sha256": s.sha256, "labels": labels.get(s.shard, {}),
+                         "methods": methods.get(s.shard, {})} for s in shards]}
     blob = json.dumps(index, indent=1, sort_keys=True).encode()
-    write_bytes_atomic(out / "index.json", blob)
-    write_bytes_atomic(paths.stage_dir(STAGE, corpus) / "index.json", blob)
+    for index in index_paths(corpus):
+        write_bytes_atomic(index, blob)

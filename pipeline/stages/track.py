@@ -18,7 +18,7 @@ from pipeline.params import get_corpus, load_params, stable_hash, stage_section
 from pipeline.runner import VideoTask, prune_outputs, run_stage
 from pipeline.status import OK, SKIPPED, StatusRecord, read_record
 from preprocess.track.params import TrackParams
-from preprocess.weights import RETINAFACE_FILE, RETINAFACE_URL, resolve_weights
+from preprocess.weights import RETINAFACE_FILE, RETINAFACE_URL, resolve_weights, weights_identity
 
 STAGE = "track"
 UPSTREAM = "resample"
@@ -103,16 +103,17 @@ def run(corpus_name: str, client) -> list[StatusRecord]:
         upstream = read_record(UPSTREAM, corpus_name, video_id)
         if upstream is None or upstream.status != OK:
             why = "not resampled yet" if upstream is None else f"resample {upstream.status}: {upstream.reason}"
-            settled.append(StatusRecord(corpus_name, video_id, STAGE, SKIPPED, why))
+            settled.append(StatusRecord(corpus_name, video_id, STAGE, SKIPPED, why, details={"upstream": UPSTREAM}))
             continue
-        fingerprint = stable_hash(VERSION, upstream.fingerprint, asdict(stage_params),
-                                  Path(weights["syncnet"]).name if weights["syncnet"] else None)
         label = row.get("label") or corpus.label
+        pretrain_real = corpus.role == "pretrain" and label == "real"  # the sync threshold applies to these
+        fingerprint = stable_hash(VERSION, upstream.fingerprint, asdict(stage_params), pretrain_real,
+                                  weights_identity(weights["retinaface"]), weights_identity(weights["syncnet"]))
         tasks.append(VideoTask(STAGE, corpus_name, video_id, fingerprint, {
             "video": str(upstream_dir / "video" / f"{video_id}.mkv"),
             "audio": str(upstream_dir / "audio" / f"{video_id}.wav"),
             "params": stage_params, "weights": weights,
-            "pretrain_real": corpus.role == "pretrain" and label == "real"},
+            "pretrain_real": pretrain_real},
             [str(p) for p in output_paths(corpus_name, video_id)]))
     records = run_stage(STAGE, corpus_name, tasks, work, client, settled)
     keep = {r.video_id for r in records if r.status == OK}

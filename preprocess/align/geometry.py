@@ -62,10 +62,6 @@ def invert(m: np.ndarray) -> np.ndarray:
     return inv
 
 
-def translation(dx: float, dy: float) -> np.ndarray:
-    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
-
-
 def box_patch_transform(box: np.ndarray, patch_size: int, patch_scale: float) -> np.ndarray:
     """Frame -> patch transform: a square of `patch_scale` box sides around the box centre, `patch_size` px."""
     x1, y1, x2, y2 = (float(v) for v in box)

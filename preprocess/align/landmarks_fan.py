@@ -70,7 +70,7 @@ class FanLandmarker:
         net = FAN(4)
         if not random_weights:
             if weights is None:
-                raise FileNotFoundError("FAN landmark weights are needed (see resolve_fan_weights)")
+                raise FileNotFoundError("FAN landmark weights are needed (see preprocess.weights.resolve_weights)")
             net.load_state_dict(torch.load(str(weights), map_location="cpu", weights_only=True))
         self.net = net.to(self.device).eval()
 

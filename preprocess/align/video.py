@@ -264,9 +264,9 @@ def _align_pieces(boxes: pd.DataFrame, tracks: pd.DataFrame, params: AlignParams
     return parts, pieces_meta, dropped_gap, dropped_short
 
 
-def load_aligned(path: Path) -> tuple[dict, dict]:
-    """(arrays, meta) of one align .npz; never unpickles."""
+def load_aligned(path: Path, keys: tuple[str, ...] | None = None) -> tuple[dict, dict]:
+    """(arrays, meta) of one align .npz, only `keys` when given (entries load lazily); never unpickles."""
     with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files if k != "meta"}
+        arrays = {k: data[k] for k in (keys or data.files) if k != "meta"}
         meta = json.loads(str(data["meta"]))
     return arrays, meta

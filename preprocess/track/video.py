@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.status import SKIPPED, StageFailure
+from preprocess.framestore import FrameStore, frame_store
 from preprocess.media import iter_frame_batches, read_audio
 from preprocess.track.detect import RetinaFaceBatch, detection_scale
-from preprocess.framestore import FrameStore, frame_store
 from preprocess.track.motion import streamed_motion_energy, wav_envelope
 from preprocess.track.params import TrackParams
 from preprocess.track.shots import ShotCuts

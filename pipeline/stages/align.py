@@ -16,13 +16,13 @@ from pipeline import paths
 from pipeline.manifest import read_manifest
 from pipeline.params import get_corpus, load_params, stable_hash, stage_section
 from pipeline.runner import VideoTask, prune_outputs, run_stage
+from pipeline.stages import resample as resample_stage
+from pipeline.stages import track as track_stage
 from pipeline.status import OK, SKIPPED, StatusRecord, read_record
 from preprocess.align.config import AlignParams
 from preprocess.weights import weights_identity
 
 STAGE = "align"
-TRACK = "track"
-RESAMPLE = "resample"
 VERSION = 1  # bump when the alignment itself changes, so finished videos are redone
 
 _LANDMARKERS: dict = {}  # per worker process: the model is loaded once, not once per video
@@ -34,11 +34,6 @@ def align_params(params: dict) -> AlignParams:
 
 def output_path(corpus: str, video_id: str) -> Path:
     return paths.stage_dir(STAGE, corpus) / "aligned" / f"{video_id}.npz"
-
-
-def track_paths(corpus: str) -> tuple[Path, Path]:
-    out = paths.stage_dir(TRACK, corpus)
-    return out / "boxes", out / "tracks.parquet"
 
 
 def resolve_weights(stage_params: AlignParams, params: dict) -> Path | None:
@@ -83,22 +78,21 @@ def run(corpus_name: str, client) -> list[StatusRecord]:
     stage_params = align_params(params)
     weights = resolve_weights(stage_params, params)  # a missing model stops here, before any video
     manifest = read_manifest(paths.source_manifest_path(corpus_name))
-    boxes_dir, tracks_path = track_paths(corpus_name)
-    segments = _segments_by_video(tracks_path)
-    resample_out = paths.stage_dir(RESAMPLE, corpus_name)
+    segments = _segments_by_video(track_stage.tracks_table_path(corpus_name))
     tasks, settled = [], []
     for video_id in manifest.video_id:
-        record = read_record(TRACK, corpus_name, video_id)
+        record = read_record(track_stage.STAGE, corpus_name, video_id)
         if record is None or record.status != OK:
             why = "not tracked yet (run the track stage)" if record is None else \
                 f"track stage {record.status}: {record.reason}"
-            settled.append(StatusRecord(corpus_name, video_id, STAGE, SKIPPED, why, details={"upstream": TRACK}))
+            settled.append(StatusRecord(corpus_name, video_id, STAGE, SKIPPED, why, details={"upstream": track_stage.STAGE}))
             continue
         fingerprint = stable_hash(VERSION, record.fingerprint, asdict(stage_params), weights_identity(weights))
         tasks.append(VideoTask(STAGE, corpus_name, video_id, fingerprint, {
-            "boxes": str(boxes_dir / f"{video_id}.parquet"), "segments": segments.get(video_id, []),
-            "video": str(resample_out / "video" / f"{video_id}.mkv"),
-            "audio": str(resample_out / "audio" / f"{video_id}.wav"),
+            "boxes": str(track_stage.output_paths(corpus_name, video_id)[0]),
+            "segments": segments.get(video_id, []),
+            "video": str(resample_stage.output_paths(corpus_name, video_id)[0]),
+            "audio": str(resample_stage.output_paths(corpus_name, video_id)[1]),
             "params": stage_params, "weights": str(weights) if weights else None},
             [str(output_path(corpus_name, video_id))]))
     records = run_stage(STAGE, corpus_name, tasks, work, client, settled)

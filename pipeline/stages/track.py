@@ -16,12 +16,13 @@ from pipeline.atomic import write_parquet_atomic
 from pipeline.manifest import read_manifest
 from pipeline.params import get_corpus, load_params, stable_hash, stage_section
 from pipeline.runner import VideoTask, prune_outputs, run_stage
+from pipeline.stages import resample as resample_stage
 from pipeline.status import OK, SKIPPED, StatusRecord, read_record
 from preprocess.track.params import TrackParams
 from preprocess.weights import RETINAFACE_FILE, RETINAFACE_URL, resolve_weights, weights_identity
 
 STAGE = "track"
-UPSTREAM = "resample"
+UPSTREAM = resample_stage.STAGE
 VERSION = 1  # bump when the tracking itself changes, so finished videos are redone
 SYNCNET_FILE = "syncnet_v2.model"
 TRACK_COLUMNS = {"corpus": "string", "video_id": "string", "segment": "int32", "start_frame": "int32",
@@ -96,7 +97,6 @@ def run(corpus_name: str, client) -> list[StatusRecord]:
     stage_params = track_params(params)
     weights = weight_files(params)
     manifest = read_manifest(paths.source_manifest_path(corpus_name))
-    upstream_dir = paths.stage_dir(UPSTREAM, corpus_name)
     tasks, settled = [], []
     for row in manifest.to_dict("records"):
         video_id = row["video_id"]
@@ -110,8 +110,8 @@ def run(corpus_name: str, client) -> list[StatusRecord]:
         fingerprint = stable_hash(VERSION, upstream.fingerprint, asdict(stage_params), pretrain_real,
                                   weights_identity(weights["retinaface"]), weights_identity(weights["syncnet"]))
         tasks.append(VideoTask(STAGE, corpus_name, video_id, fingerprint, {
-            "video": str(upstream_dir / "video" / f"{video_id}.mkv"),
-            "audio": str(upstream_dir / "audio" / f"{video_id}.wav"),
+            "video": str(resample_stage.output_paths(corpus_name, video_id)[0]),
+            "audio": str(resample_stage.output_paths(corpus_name, video_id)[1]),
             "params": stage_params, "weights": weights,
             "pretrain_real": pretrain_real},
             [str(p) for p in output_paths(corpus_name, video_id)]))

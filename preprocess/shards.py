@@ -7,6 +7,7 @@ to a temporary file beside it and renamed when complete; an identical existing s
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -70,6 +71,27 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
+class HashingFile:
+    """A binary file that hashes what is written to it: a shard's sha256 without reading it back."""
+
+    def __init__(self, path: Path):
+        self._file = open(path, "wb")
+        self._digest = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        return self._file.write(data)
+
+    def tell(self) -> int:  # tarfile asks where it is
+        return self._file.tell()
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 @dataclass
 class ShardInfo:
     shard: str  # file name, relative to the shard folder
@@ -96,7 +118,7 @@ class ShardWriter:
     def _open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._tmp = tmp_path_for(self.folder / self._name(len(self.shards)))
-        self._file = open(self._tmp, "wb")
+        self._file = HashingFile(self._tmp)
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.GNU_FORMAT)
         self._count, self._size = 0, 2 * BLOCK
 
@@ -117,7 +139,7 @@ class ShardWriter:
         self._tar.close()
         self._file.close()
         final = self.folder / self._name(len(self.shards))
-        digest, size = sha256_file(self._tmp), self._tmp.stat().st_size
+        digest, size = self._file.hexdigest(), self._tmp.stat().st_size
         if final.exists() and final.stat().st_size == size and sha256_file(final) == digest:
             self._tmp.unlink()  # identical shard already in place: keep it (and its mtime)
         else:

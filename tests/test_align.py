@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from test_align_helpers import MISSING, aligned_project, copy_project, first_tracked_video, local_client, project_env
 
-from test_align_helpers import MISSING, aligned_project, copy_project, local_client, project_env
 from preprocess.align import geometry, mouth
 from preprocess.align.smoothing import interpolate, moving_average, split_pieces
 
@@ -182,18 +182,14 @@ def test_colour_crops_and_missing_audio(tmp_path):
 
     root = aligned_project()
     with project_env(root):
-        manifest = pd.read_parquet(root / "data_manifests" / "gridt.parquet").sort_values("video_id")
-        row = manifest.iloc[0].to_dict()
-        vid = row["video_id"]
-        boxes = pd.read_parquet(root / "data" / "track" / "gridt" / "boxes" / f"{vid}.parquet").iloc[:30]
+        row, boxes, video, _ = first_tracked_video()
         params = AlignParams(backend="dlib", color=True)
         out = tmp_path / "colour.npz"
-        video = root / "data" / "resample" / "gridt" / "video" / f"{vid}.mkv"
         details = align_video(video, None, boxes, pd.DataFrame(), params, make_landmarker(params), out)
         arrays, meta = load_aligned(out)
         assert arrays["crops"].shape == (30, 96, 96, 3) and arrays["crops"].dtype == np.uint8
         assert not meta["has_audio"] and not arrays["audio"].any() and "no audio" in details["note"]
-        gray, _ = _aligned(root, "gridt")[vid]
+        gray, _ = _aligned(root, "gridt")[row["video_id"]]
         luma = arrays["crops"].astype(float) @ [0.299, 0.587, 0.114]
         assert np.abs(luma - gray["crops"][:30]).mean() < 8  # the same picture, in colour
         import pipeline.stages.align as align_stage

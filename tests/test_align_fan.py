@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from test_align_helpers import MISSING, aligned_project, first_tracked_video, project_env
 
-from test_align_helpers import MISSING, aligned_project, project_env
 from preprocess.align import landmarks_fan
 
 
@@ -32,12 +32,9 @@ def test_fan_and_dlib_paths_give_identically_shaped_samples(monkeypatch, tmp_pat
 
     root = aligned_project()
     with project_env(root):
-        manifest = pd.read_parquet(root / "data_manifests" / "gridt.parquet").sort_values("video_id")
-        row = manifest.iloc[0].to_dict()
-        vid = row["video_id"]
-        boxes = pd.read_parquet(root / "data" / "track" / "gridt" / "boxes" / f"{vid}.parquet").iloc[:30]
+        row, boxes, video, audio = first_tracked_video()
         tracks = pd.read_parquet(root / "data" / "track" / "gridt" / "tracks.parquet")
-        tracks = tracks[tracks.video_id == vid]
+        tracks = tracks[tracks.video_id == row["video_id"]]
         params = AlignParams(backend="fan", batch_size=16)
         net = align_video_mod.make_landmarker(params, random_weights=True)
         pts, scores = net.predict(np.zeros((2, 120, 160, 3), np.uint8), np.array([[20, 20, 100, 110]] * 2, float))
@@ -45,8 +42,6 @@ def test_fan_and_dlib_paths_give_identically_shaped_samples(monkeypatch, tmp_pat
         # untrained FAN gives no plausible face: accept every frame to exercise the rest of the path
         monkeypatch.setattr(align_video_mod, "plausible", lambda lm, *a, **k: np.ones(len(lm), bool))
         out = tmp_path / "fan.npz"
-        video = root / "data" / "resample" / "gridt" / "video" / f"{vid}.mkv"
-        audio = root / "data" / "resample" / "gridt" / "audio" / f"{vid}.wav"
         details = align_video_mod.align_video(video, audio, boxes, tracks, params, net, out)
         assert details["backend"] == "fan" and details["n_frames"] == 30
         monkeypatch.setattr(align, "output_path", lambda corpus, video_id: out)

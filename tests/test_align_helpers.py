@@ -177,6 +177,20 @@ def packed_project() -> Path:
     return root
 
 
+def first_tracked_video(corpus: str = "gridt", frames: int = 30):
+    """(manifest row, first `frames` tracked boxes, resampled video, audio) of the corpus's first video by id.
+    Call inside project_env(root)."""
+    import pandas as pd
+
+    from pipeline import paths
+    from pipeline.stages import resample, track
+
+    manifest = pd.read_parquet(paths.source_manifest_path(corpus)).sort_values("video_id")
+    row = manifest.iloc[0].to_dict()
+    boxes = pd.read_parquet(track.output_paths(corpus, row["video_id"])[0]).iloc[:frames]
+    return (row, boxes, *resample.output_paths(corpus, row["video_id"]))
+
+
 def copy_project(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, symlinks=True)
     return dst

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from conftest import GRID_CLIPS, REPO, copy_clip
+
 from pipeline.registry import add_corpus
 
 

@@ -5,7 +5,6 @@ import argparse
 import json
 
 import pytest
-
 from test_align_helpers import MISSING, aligned_project, copy_project, project_env
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
+from test_align_helpers import MISSING, collected_shards, npy_bytes, pretrain_shards, read_samples, repack
 
 from train.augment import AugmentConfig, augment_clip
 from train.data import (
@@ -18,8 +19,6 @@ from train.data import (
     read_index,
     train_loader,
 )
-
-from test_align_helpers import MISSING, collected_shards, npy_bytes, pretrain_shards, read_samples, repack
 
 torch.set_num_threads(1)
 NO_AUG = AugmentConfig(blur_prob=0, noise_prob=0, brightness=0)

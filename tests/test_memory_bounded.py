@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import GRID_CLIPS, WEIGHTS
+
 from preprocess.align.config import AlignParams
 from preprocess.align.npz import Chunked, save_npz
 from preprocess.ffmpeg import run_ffmpeg
+from preprocess.framestore import frame_store
 from preprocess.media import read_audio, read_frames
 from preprocess.resample import ResampleParams, resample_video
-from preprocess.framestore import frame_store
 from preprocess.track.motion import audio_envelope, motion_energy, mouth_patches, streamed_motion_energy, wav_envelope
 
 RETINAFACE = WEIGHTS / "retinaface" / "retinaface_mobilenet0.25.pth"

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 from ruamel.yaml import YAML
+from test_align_helpers import MISSING, pretrain_shards, write_index
 
 from models.presets import save_tiny_wav2vec2
 from train.checkpoint import load_resumable, save_atomic
 from train.config import PretrainConfig, from_dict, load_params
 from train.pretrain import lr_at, update_stopping
-
-from test_align_helpers import MISSING, pretrain_shards, write_index
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import CREMAD_CLIPS, GRID_CLIPS, make_video
+
 from pipeline.status import FAILED, SKIPPED, StageFailure
 from preprocess.ffmpeg import run_ffmpeg
 from preprocess.media import read_audio

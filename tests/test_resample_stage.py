@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from conftest import CREMAD_CLIPS, GRID_CLIPS, copy_clip, make_video
+
 from pipeline import paths
 from pipeline.registry import add_corpus
 from pipeline.stages import resample

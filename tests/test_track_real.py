@@ -93,12 +93,17 @@ def _chosen_side(result) -> set[str]:
     return {"left" if (row.x1 + row.x2) / 2 < 360 else "right" for row in result.boxes.itertuples()}
 
 
+def track_composite(pair, speaker_left: bool, listener: bool, detector, tmp_path):
+    """Track a side-by-side composite of two GRID clips, resampled like the pipeline does."""
+    src = composite(GRID[pair[0]], GRID[pair[1]], tmp_path / "c.mkv", speaker_left, listener=listener)
+    video, audio = resampled(src, tmp_path)
+    return track_video(video, audio, TrackParams(), detector)
+
+
 @pytest.mark.parametrize("speaker_left", [True, False], ids=["speaker-left", "speaker-right"])
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"grid{p[0]}+{p[1]}")
 def test_speaker_beside_a_listener_is_chosen(pair, speaker_left, detector, tmp_path):
-    src = composite(GRID[pair[0]], GRID[pair[1]], tmp_path / "c.mkv", speaker_left, listener=True)
-    video, audio = resampled(src, tmp_path)
-    result = track_video(video, audio, TrackParams(), detector)
+    result = track_composite(pair, speaker_left, True, detector, tmp_path)
     assert len(result.segments) == 1
     seg = result.segments[0]
     assert _chosen_side(result) == {"left" if speaker_left else "right"}
@@ -109,9 +114,7 @@ def test_speaker_beside_a_listener_is_chosen(pair, speaker_left, detector, tmp_p
 @pytest.mark.parametrize("speaker_left", [True, False], ids=["speaker-left", "speaker-right"])
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"grid{p[0]}+{p[1]}")
 def test_two_talking_faces_with_one_heard_are_flagged_not_guessed(pair, speaker_left, detector, tmp_path):
-    src = composite(GRID[pair[0]], GRID[pair[1]], tmp_path / "c.mkv", speaker_left, listener=False)
-    video, audio = resampled(src, tmp_path)
-    result = track_video(video, audio, TrackParams(), detector)
+    result = track_composite(pair, speaker_left, False, detector, tmp_path)
     seg = result.segments[0]
     assert len(result.segments) == 1 and seg["speaker_ambiguous"] is True
     assert seg["sync_confidence"] < TrackParams().energy_min_margin + 0.25  # low: the lead over the rival
@@ -178,6 +181,7 @@ def set_params(project: Path, **sections) -> None:
 
 def test_stage_accounts_for_every_video_and_writes_the_contract(project, dask_client):
     from conftest import copy_clip, make_video
+
     from pipeline import paths
     from pipeline.registry import add_corpus
     from pipeline.stages import resample, track
@@ -229,9 +233,8 @@ def test_stage_accounts_for_every_video_and_writes_the_contract(project, dask_cl
 
 
 def test_stage_names_missing_weights(project):
-    from pipeline.stages import track
-
     from pipeline.params import load_params
+    from pipeline.stages import track
 
     set_params(project, weights={"retinaface": "models/nowhere/retinaface_mobilenet0.25.pth"})
     with pytest.raises(FileNotFoundError, match="retinaface_mobilenet0.25.pth.*weights.retinaface"):

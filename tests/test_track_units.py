@@ -5,8 +5,18 @@ import numpy as np
 import pytest
 
 from preprocess.track.params import TrackParams
-from preprocess.track.sync import (AV_ENERGY, LARGEST_FACE, SINGLE_FACE, SYNCNET, SyncParams, SyncScore,
-                                   audio_shift_frames, choose_speakers, lagged_correlation, offset_search)
+from preprocess.track.sync import (
+    AV_ENERGY,
+    LARGEST_FACE,
+    SINGLE_FACE,
+    SYNCNET,
+    SyncParams,
+    SyncScore,
+    audio_shift_frames,
+    choose_speakers,
+    lagged_correlation,
+    offset_search,
+)
 from preprocess.track.tracking import TrackingParams, build_tracks, iou_matrix, smooth_boxes
 from preprocess.weights import resolve_weights
 

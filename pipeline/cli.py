@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.cluster import ClusterError
 from pipeline.params import LABELS, ROLES
 from pipeline.stages import PER_CORPUS_STAGES
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import collect
 
             return collect.main()
-    except (ValueError, KeyError, FileNotFoundError) as exc:
+    except (ValueError, KeyError, FileNotFoundError, ClusterError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -1,21 +1,86 @@
-"""The dask.distributed client every per-video stage runs on.
+"""The dask.distributed client every per-video stage runs on, and the checks that make a cluster trustworthy.
 
-An existing cluster when an address is given (CLI flag or DASK_SCHEDULER_ADDRESS: a `dask scheduler`,
-dask-jobqueue on SLURM, dask-kubernetes ...), otherwise an embedded LocalCluster of single-threaded worker
-processes. Worker counts are runtime settings, never tracked params: they do not change results.
+Where the work runs: an existing scheduler when an address is given (CLI --scheduler, $DASK_SCHEDULER_ADDRESS
+or `cluster.scheduler`: workers started by hand, dask-kubernetes ...), a dask-jobqueue SLURMCluster when
+`cluster.kind` (or $AVLIPS_CLUSTER) is `slurm`, otherwise an embedded LocalCluster of single-threaded
+worker processes. All of it is runtime settings: the `cluster:` section of params.yaml is listed by no
+stage in dvc.yaml and enters no fingerprint, so it never changes results or DVC hashes.
+
+On connecting: fail in one plain line when the scheduler cannot be reached (`connect_timeout`) or has no
+workers (`worker_timeout`), and refuse workers that import other code than the client (codeversion.py).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import shutil
+import sys
+from dataclasses import dataclass, field, fields
 
 import dask
 from distributed import Client, LocalCluster
 
+from pipeline.codeversion import code_version, version_probe
+from pipeline.params import load_params
+
 # A video that kills its worker (a decoder crash) would otherwise be rescheduled onto 3 more workers and
-# kill them too. The runner retries such videos itself, one at a time (pipeline/runner.py).
+# kill them too. This reaches only the embedded scheduler; on any other the runner's own guard (at most
+# two starts per video and run, pipeline/runner.py) holds whatever the scheduler's settings.
 dask.config.set({"distributed.scheduler.allowed-failures": 0})
+
+KINDS = ("local", "slurm")
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot be used as configured: a plain one-line message for the user, no traceback."""
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    jobs: int = 1                 # SLURM jobs to submit
+    cores: int = 4                # per job: one single-threaded worker process per core
+    memory: str = "16GiB"         # per job; each worker may use memory / cores before its nanny restarts it
+    walltime: str = "04:00:00"
+    queue: str | None = None      # partition
+    account: str | None = None
+    python: str | None = None     # interpreter on the nodes; null: this one (a venv on a shared filesystem)
+    interface: str | None = None  # network interface the nodes reach the scheduler on (e.g. ib0)
+    job_extra_directives: tuple = ()  # more #SBATCH lines, e.g. --gres=gpu:1
+    prologue: tuple = ()          # shell lines run before the workers start (module load ..., export ...)
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    kind: str = "local"            # local | slurm; a scheduler address overrides both
+    scheduler: str | None = None   # address of a running scheduler (after --scheduler and $DASK_SCHEDULER_ADDRESS)
+    connect_timeout: float = 10.0  # s: an unreachable scheduler is an error after this
+    worker_timeout: float = 120.0  # s: a scheduler with no worker is an error after this
+    memory_limit: str = "auto"     # per local worker ("auto": the machine's memory / workers), e.g. 8GiB
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+
+
+def _known(cls, section: dict, where: str) -> dict:
+    unknown = set(section) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"params.yaml {where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                         f"known: {', '.join(f.name for f in fields(cls))}")
+    return {k: v for k, v in section.items() if v is not None}  # null: the default
+
+
+def cluster_settings(params: dict | None = None) -> ClusterSettings:
+    """The `cluster:` section of params.yaml (defaults when absent); $AVLIPS_CLUSTER overrides its kind."""
+    section = dict((load_params() if params is None else params).get("cluster") or {})
+    values = _known(ClusterSettings, section, "cluster")
+    slurm = _known(SlurmSettings, dict(values.pop("slurm", None) or {}), "cluster.slurm")
+    for key in ("job_extra_directives", "prologue"):
+        if key in slurm:
+            slurm[key] = tuple(slurm[key])
+    values["kind"] = os.environ.get("AVLIPS_CLUSTER") or values.get("kind", "local")
+    if values["kind"] not in KINDS:
+        raise ValueError(f"cluster kind {values['kind']!r} (params.yaml cluster.kind or $AVLIPS_CLUSTER) "
+                         f"is not one of {', '.join(KINDS)}")
+    return ClusterSettings(**values, slurm=SlurmSettings(**slurm))
 
 
 def default_workers() -> int:
@@ -23,18 +88,83 @@ def default_workers() -> int:
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: str | None = None, workers: int | None = None):
-    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
+def dask_client(scheduler: str | None = None, workers: int | None = None, settings: ClusterSettings | None = None):
+    """A checked client: reachable scheduler, at least one worker, every worker on the client's code."""
+    settings = settings or cluster_settings()
+    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or settings.scheduler
     if address:
-        with Client(address) as client:
+        with connect(address, settings) as client:
             yield client
-        return
-    with LocalCluster(
-        n_workers=workers or default_workers(),
-        threads_per_worker=1,  # media libraries bring their own threads; one task per process
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",  # a free port, so parallel runs never clash
-        silence_logs=logging.ERROR,
-    ) as cluster, Client(cluster) as client:
+    elif settings.kind == "slurm":
+        with slurm_cluster(settings.slurm) as cluster, connect(cluster, settings) as client:
+            yield client
+    else:
+        with LocalCluster(
+            n_workers=workers or default_workers(),
+            threads_per_worker=1,  # media libraries bring their own threads; one task per process
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",  # a free port, so parallel runs never clash
+            memory_limit=settings.memory_limit,
+            silence_logs=logging.ERROR,
+        ) as cluster, connect(cluster, settings) as client:
+            yield client
+
+
+@contextlib.contextmanager
+def connect(address, settings: ClusterSettings):
+    """A client of `address` (or of a cluster object), failing in plain words instead of hanging."""
+    name = getattr(address, "scheduler_address", address)
+    try:
+        client = Client(address, timeout=settings.connect_timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterError(f"cannot reach the dask scheduler at {name} within {settings.connect_timeout:g} s "
+                           f"(cluster.connect_timeout): {exc}. Is it running, and is the address right?") from None
+    with client:
+        try:
+            client.wait_for_workers(1, timeout=settings.worker_timeout)
+        except TimeoutError:
+            raise ClusterError(f"the dask scheduler at {name} has no workers after {settings.worker_timeout:g} s "
+                               f"(cluster.worker_timeout): start some with `dask worker {name}`") from None
+        check_code_versions(client)
+        print(f"dask: {len(client.scheduler_info(n_workers=-1)['workers'])} workers at {name}; "
+              f"dashboard {client.dashboard_link}", file=sys.stderr)
         yield client
+
+
+def check_code_versions(client: Client) -> None:
+    """Refuse (rather than ship code) when a worker imports other project code than this client: shipped
+    modules cannot replace ones a long-lived worker already imported, nor the libraries beneath them."""
+    mine, here = code_version()
+    theirs = client.run(version_probe())  # {worker address: (hash, folder)}
+    wrong = sorted((w, v) for w, v in theirs.items() if v[0] != mine)
+    if wrong:
+        worker, (version, folder) = wrong[0]
+        raise ClusterError(f"{len(wrong)} of {len(theirs)} dask workers run other code than this client: worker "
+                           f"{worker} has version {version} from {folder}, the client {mine} from {here}. "
+                           f"Restart the workers from the same checkout (or install the same version there).")
+
+
+def slurm_options(slurm: SlurmSettings) -> dict:
+    """dask-jobqueue SLURMCluster arguments: `cores` single-threaded workers per job, each with its share
+    of the job's memory as its limit (a video that outgrows it restarts its worker and becomes a row)."""
+    return {
+        "cores": slurm.cores, "processes": slurm.cores, "memory": slurm.memory, "walltime": slurm.walltime,
+        "queue": slurm.queue, "account": slurm.account, "python": slurm.python or sys.executable,
+        "interface": slurm.interface, "job_extra_directives": list(slurm.job_extra_directives),
+        "job_script_prologue": list(slurm.prologue),
+    }
+
+
+@contextlib.contextmanager
+def slurm_cluster(slurm: SlurmSettings, submit: bool = True, **extra):
+    """A SLURMCluster with `slurm.jobs` jobs submitted (`submit=False`: none, e.g. to read its job script)."""
+    if submit and shutil.which("sbatch") is None:
+        raise ClusterError("cluster.kind is slurm but `sbatch` is not on PATH: run on a SLURM login node, "
+                           "or set cluster.kind: local")
+    from dask_jobqueue import SLURMCluster
+
+    with SLURMCluster(**slurm_options(slurm), **extra) as cluster:
+        if submit:
+            cluster.scale(jobs=slurm.jobs)
+        yield cluster

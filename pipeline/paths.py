@@ -1,15 +1,31 @@
 """Where every generated file lives. One place, so stages and tools agree."""
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 PARAMS_FILE = "params.yaml"
 
 
+_thread = threading.local()
+
+
 def project_root() -> Path:
-    """The project root: $AVLIPS_ROOT when set (tests), else the current directory (dvc runs stages there)."""
-    return Path(os.environ.get("AVLIPS_ROOT", ".")).resolve()
+    """The project root: the one set for this thread (a dask worker thread running a task of some project),
+    else $AVLIPS_ROOT when set (tests), else the current directory (dvc runs stages there)."""
+    return Path(getattr(_thread, "root", None) or os.environ.get("AVLIPS_ROOT", ".")).resolve()
+
+
+@contextlib.contextmanager
+def thread_root(root: str):
+    """Make `root` this thread's project root: threads of one shared worker may run tasks of several projects."""
+    previous, _thread.root = getattr(_thread, "root", None), root
+    try:
+        yield
+    finally:
+        _thread.root = previous
 
 
 def params_path() -> Path:

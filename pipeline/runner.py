@@ -3,20 +3,30 @@
 A video is finished when its status record exists with the same fingerprint (inputs + params). Work
 functions raise StageFailure for expected, deterministic failures; the wrapper turns those, and any
 unexpected error, into status rows, so dask never retries them and one bad video never stops the rest.
+
+Safe on a shared scheduler: task keys carry a hash of the project root and the tasks' fingerprints plus a
+per-run nonce, so runs never pick up each other's results; every task carries its project root and the
+client's code version; and a video is started at most twice per run, whatever the scheduler's
+allowed-failures, so one poisonous video kills at most two workers.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from distributed import Client, as_completed
 from tqdm import tqdm
 
 from pipeline import paths
+from pipeline.cluster import ClusterError
+from pipeline.codeversion import code_version
+from pipeline.params import stable_hash
 from pipeline.atomic import remove_leftover_tmp_files, write_parquet_atomic
 from pipeline.status import FAILED, OK, StageFailure, StatusRecord, read_record, records_to_table, write_record
 
@@ -30,6 +40,12 @@ class VideoTask:
     inputs: dict = field(default_factory=dict)  # stage-specific: paths and params, all picklable
     outputs: list[str] = field(default_factory=list)  # files an ok result has; one gone means redo
     root: str = field(default_factory=lambda: str(paths.project_root()))  # travels to remote workers
+    code: str = field(default_factory=lambda: code_version()[0])  # the client's code; a worker must match
+    run: str = ""  # this run's id, set by run_stage: names the task keys and the start claims
+
+
+STARTS_PER_RUN = 2  # a video that killed its worker is started once more, then it is a failed row
+KILL_HOOK = "AVLIPS_TEST_KILL_WORKER_ON"  # tests: a worker with this set to a video id dies on that video
 
 
 WorkFn = Callable[[VideoTask], dict]
@@ -37,7 +53,20 @@ WorkFn = Callable[[VideoTask], dict]
 
 def execute(work: WorkFn, task: VideoTask) -> StatusRecord:
     """Run `work` on one video, on a worker; the record is written there, so finished work survives a kill."""
+    mine, here = code_version()
+    if task.code != mine:  # a worker that joined after the check at connect time
+        raise ClusterError(f"a dask worker runs other code (version {mine} from {here}) than the client "
+                           f"({task.code}): restart the workers from the same checkout")
     os.environ["AVLIPS_ROOT"] = task.root  # workers may run elsewhere: write where the client reads
+    with paths.thread_root(task.root):  # and a worker thread beside it may be running another project
+        if not _claim_start(task):  # the scheduler rescheduled a video that already killed workers twice
+            return crash_record(task, "KilledWorker")
+        if os.environ.get(KILL_HOOK) == task.video_id:
+            os._exit(13)  # test hook: die like a decoder segfault would
+        return _run_work(work, task)
+
+
+def _run_work(work: WorkFn, task: VideoTask) -> StatusRecord:
     start = time.perf_counter()
     try:
         details = work(task)
@@ -75,13 +104,28 @@ def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn, cli
 
     reused = len(records) - len(settled)
     if todo:
-        records += _run_on_dask(stage, corpus, todo, work, client, window_per_worker)
+        run = run_id(todo)
+        claims = _claims_dir(stage, corpus)
+        shutil.rmtree(claims, ignore_errors=True)  # left by a killed run
+        try:
+            records += _run_on_dask(stage, corpus, [replace(t, run=run) for t in todo], work, client,
+                                    window_per_worker)
+        finally:
+            shutil.rmtree(claims, ignore_errors=True)  # not an output: never in the DVC-tracked folder
     _prune_stale_records(stage, corpus, {t.video_id for t in tasks} | {r.video_id for r in settled})
     write_status_table(stage, corpus, records)
     counts = {s: sum(r.status == s for r in records) for s in ("ok", "failed", "skipped")}
     print(f"{stage}@{corpus}: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped "
           f"({reused} already done, {len(todo)} processed now)", file=sys.stderr)
     return records
+
+
+def run_id(todo: list[VideoTask]) -> str:
+    """Names this run's task keys: a hash of the project root and the work (fingerprints cover inputs and
+    params), so the dashboard tells projects apart, plus a nonce, so even a rerun of the same work never
+    meets a result the scheduler still holds from before."""
+    project = stable_hash(str(paths.project_root()), [(t.video_id, t.fingerprint) for t in todo])[:10]
+    return f"{project}-{uuid.uuid4().hex[:8]}"
 
 
 def _still_valid(previous: StatusRecord | None, task: VideoTask) -> bool:
@@ -92,9 +136,30 @@ def _still_valid(previous: StatusRecord | None, task: VideoTask) -> bool:
     return previous.status != OK or all(os.path.exists(p) for p in task.outputs)
 
 
+def _claims_dir(stage: str, corpus: str):
+    return paths.stage_dir(stage, corpus) / ".starts"
+
+
+def _claim_start(task: VideoTask) -> bool:
+    """Record one more start of this video in this run, on the shared filesystem (where the records go);
+    False when it was started STARTS_PER_RUN times already. O_EXCL makes each claim atomic."""
+    folder = _claims_dir(task.stage, task.corpus)
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(STARTS_PER_RUN):
+        try:
+            os.close(os.open(folder / f"{task.video_id}.{task.run}.{n}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return True
+        except FileExistsError:
+            continue
+    return False
+
+
 def _run_on_dask(stage, corpus, todo, work, client, window_per_worker) -> list[StatusRecord]:
     # A bounded window of futures in flight keeps the scheduler small for corpora of millions of videos.
-    window = window_per_worker * max(1, len(client.scheduler_info().get("workers", {})))
+    workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+    window = window_per_worker * max(1, workers)
+    print(f"{stage}@{corpus}: {len(todo)} videos on {workers} dask workers; dashboard {client.dashboard_link}",
+          file=sys.stderr)
     results, crashed = [], []
     with tqdm(total=len(todo), desc=f"{stage}@{corpus}", unit="video", file=sys.stderr) as bar:
         for task, outcome in _stream(client, work, todo, window, attempt=0):
@@ -107,7 +172,7 @@ def _run_on_dask(stage, corpus, todo, work, client, window_per_worker) -> list[S
         # Each is retried alone, so only a video that kills its worker by itself is marked failed.
         for task in crashed:
             [(_, outcome)] = _stream(client, work, [task], window=1, attempt=1)
-            results.append(outcome if isinstance(outcome, StatusRecord) else _crash_record(task, outcome))
+            results.append(outcome if isinstance(outcome, StatusRecord) else crash_record(task, type(outcome).__name__))
             bar.update(1)
     return results
 
@@ -118,7 +183,7 @@ def _stream(client: Client, work: WorkFn, tasks: list[VideoTask], window: int, a
     by_key = {}
 
     def submit(task: VideoTask):
-        key = f"{task.stage}-{task.corpus}-{task.video_id}-{attempt}"
+        key = f"{task.stage}-{task.corpus}-{task.video_id}-{attempt}-{task.run}"  # unique per project and run
         by_key[key] = task
         return client.submit(execute, work, task, key=key, pure=False, retries=0)
 
@@ -127,6 +192,8 @@ def _stream(client: Client, work: WorkFn, tasks: list[VideoTask], window: int, a
         task = by_key.pop(future.key)
         try:
             outcome = future.result()
+        except ClusterError:
+            raise  # a worker on other code: stop, the remaining futures are released with the generator
         except Exception as exc:  # KilledWorker: the process died (a decoder crash, out of memory)
             outcome = exc
         future.release()
@@ -136,13 +203,13 @@ def _stream(client: Client, work: WorkFn, tasks: list[VideoTask], window: int, a
             futures.add(submit(nxt))
 
 
-def _crash_record(task: VideoTask, exc: Exception) -> StatusRecord:
-    """A failed record written here, since the worker could not: the stage goes on, and the video is not
-    retried blindly on every run."""
+def crash_record(task: VideoTask, error: str) -> StatusRecord:
+    """A failed record written by the client (or by a worker refusing a third start), since the worker that
+    died could not: the stage goes on, and the video is not retried blindly on every run."""
     record = StatusRecord(
         task.corpus, task.video_id, task.stage, FAILED,
-        f"the worker process died while processing this video, twice ({type(exc).__name__}); to retry it, "
-        f"delete {paths.status_dir(task.stage, task.corpus) / (task.video_id + '.json')}",
+        f"crashed its worker: the worker process died while processing this video, twice ({error}); "
+        f"to retry it, delete {paths.status_dir(task.stage, task.corpus) / (task.video_id + '.json')}",
         task.fingerprint)
     write_record(record)
     return record

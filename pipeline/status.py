@@ -61,11 +61,18 @@ def read_record(stage: str, corpus: str, video_id: str) -> StatusRecord | None:
 
 
 def records_to_table(records: list[StatusRecord]) -> pd.DataFrame:
-    """One row per video, details flattened into `detail.*` columns, sorted by video id."""
-    rows = []
+    """One row per video, details flattened into `detail.*` columns, sorted by video id.
+
+    Identical for a fresh and a resumed run (so DVC hashes do not churn): every record goes through its JSON
+    form first (a reused record was read back from it: tuples become lists, numpy scalars plain numbers), and
+    the detail columns are sorted by name, whichever record brought them.
+    """
+    rows, detail_keys = [], set()
     for rec in sorted(records, key=lambda r: r.video_id):
-        row = {k: v for k, v in asdict(rec).items() if k != "details"}
-        row.update({f"detail.{k}": v for k, v in rec.details.items()})
-        rows.append(row)
-    columns = ["corpus", "video_id", "stage", "status", "reason", "fingerprint", "seconds"]
-    return pd.DataFrame(rows, columns=None if rows else columns)
+        plain = json.loads(rec.to_json())
+        details = plain.pop("details")
+        plain.update({f"detail.{k}": v for k, v in details.items()})
+        detail_keys.update(f"detail.{k}" for k in details)
+        rows.append(plain)
+    columns = ["corpus", "video_id", "stage", "status", "reason", "fingerprint", "seconds", *sorted(detail_keys)]
+    return pd.DataFrame(rows, columns=columns)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.cluster import ClusterError
 from pipeline.params import LABELS, ROLES
 from pipeline.stages import PER_CORPUS_STAGES
 
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import collect
 
             return collect.main()
-    except (ValueError, KeyError, FileNotFoundError, ClusterError) as exc:
+    except (ValueError, KeyError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return 2
@@ -110,13 +109,17 @@ def _corpus(args) -> int:
 def _stage(args) -> int:
     import importlib
 
-    from pipeline.cluster import dask_client
+    from pipeline.cluster import ClusterError, dask_client
 
     stage = importlib.import_module(f"pipeline.stages.{args.stage}")
     if not getattr(stage, "USES_CLUSTER", True):  # e.g. crop: packing only, nothing to spread out
         stage.run(args.corpus)
         return 0
-    with dask_client(args.scheduler, args.workers) as client:
-        stage.run(args.corpus, client)
+    try:
+        with dask_client(args.scheduler, args.workers) as client:
+            stage.run(args.corpus, client)
+    except ClusterError as exc:  # unreachable, no workers, other code: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 

@@ -18,6 +18,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 from distributed import Client, as_completed
@@ -59,11 +60,15 @@ def execute(work: WorkFn, task: VideoTask) -> StatusRecord:
                            f"({task.code}): restart the workers from the same checkout")
     os.environ["AVLIPS_ROOT"] = task.root  # workers may run elsewhere: write where the client reads
     with paths.thread_root(task.root):  # and a worker thread beside it may be running another project
-        if not _claim_start(task):  # the scheduler rescheduled a video that already killed workers twice
+        claim = _claim_start(task)
+        if claim is None:  # the scheduler rescheduled a video that already killed workers twice
             return crash_record(task, "KilledWorker")
         if os.environ.get(KILL_HOOK) == task.video_id:
             os._exit(13)  # test hook: die like a decoder segfault would
-        return _run_work(work, task)
+        try:
+            return _run_work(work, task)
+        finally:  # only a start that never got here (its process died) keeps its claim
+            claim.unlink(missing_ok=True)
 
 
 def _run_work(work: WorkFn, task: VideoTask) -> StatusRecord:
@@ -140,18 +145,21 @@ def _claims_dir(stage: str, corpus: str):
     return paths.stage_dir(stage, corpus) / ".starts"
 
 
-def _claim_start(task: VideoTask) -> bool:
-    """Record one more start of this video in this run, on the shared filesystem (where the records go);
-    False when it was started STARTS_PER_RUN times already. O_EXCL makes each claim atomic."""
+def _claim_start(task: VideoTask) -> Path | None:
+    """Claim a start of this video in this run, on the shared filesystem (where the records go); None when
+    STARTS_PER_RUN earlier starts died with their worker. A finished start removes its claim, so a video
+    that is merely rerun (its result was lost with a worker that died later) is never refused. O_EXCL
+    makes each claim atomic."""
     folder = _claims_dir(task.stage, task.corpus)
     folder.mkdir(parents=True, exist_ok=True)
     for n in range(STARTS_PER_RUN):
+        claim = folder / f"{task.video_id}.{task.run}.{n}"
         try:
-            os.close(os.open(folder / f"{task.video_id}.{task.run}.{n}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            return True
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return claim
         except FileExistsError:
             continue
-    return False
+    return None
 
 
 def _run_on_dask(stage, corpus, todo, work, client, window_per_worker) -> list[StatusRecord]:

@@ -175,7 +175,7 @@ def test_a_video_that_kills_its_worker_is_started_twice_then_a_row(shared, procs
     assert deaths == 2
 
 
-def test_a_worker_killed_mid_stage_still_gives_identical_shards(shared, tmp_path):
+def test_a_worker_killed_mid_stage_still_gives_identical_shards(shared, procs, tmp_path):
     """align on the shared workers, one of them killed with SIGKILL while it works; then crop: the shards
     are byte-identical to those of the test project built on an in-process cluster."""
     from test_align_helpers import MISSING, base_project, copy_project, packed_project, project_env
@@ -186,26 +186,30 @@ def test_a_worker_killed_mid_stage_still_gives_identical_shards(shared, tmp_path
         pytest.skip(MISSING)
     reference = packed_project()
     root = copy_project(base_project(), tmp_path / "project")
+    shutil.rmtree(root / "data" / "align" / "gridt", ignore_errors=True)  # aligned_project() aligns in place
     with project_env(root), dask_client(shared, settings=CHECKED) as client:
         pids = client.run(os.getpid)
-        killed = []
+        killed, done = [], threading.Event()
 
-        def kill_a_busy_worker():  # as soon as one video is done, kill a worker that is on another
+        def kill_a_worker():  # as soon as one video is done: each worker has a video running or queued
             status = paths.status_dir(align.STAGE, "gridt")
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline and not killed:
-                busy = [w for w, keys in client.processing().items() if keys]
-                if status.exists() and any(status.iterdir()) and busy:
+            while not done.is_set() and not killed:
+                if status.exists() and any(status.iterdir()):
                     killed.append(len(list(status.iterdir())))
-                    os.kill(pids[busy[0]], signal.SIGKILL)
-                time.sleep(0.05)
+                    os.kill(min(pids.values()), signal.SIGKILL)
+                time.sleep(0.02)
 
-        killer = threading.Thread(target=kill_a_busy_worker)
+        killer = threading.Thread(target=kill_a_worker)
         killer.start()
-        records = align.run("gridt", client)
-        killer.join()
+        try:
+            records = align.run("gridt", client)
+        finally:
+            done.set()
+            killer.join()
         client.wait_for_workers(2, timeout=60)
     assert killed and killed[0] < len(records), "the worker was not killed mid-stage"
+    assert "was killed by signal 9" in procs.log("w1") + procs.log("w2")
+    assert [r.status for r in records] == ["ok"] * 6
     with project_env(root):
         crop.run("gridt")
     ours = sorted((root / "data" / "shards" / "gridt").rglob("*.tar"))

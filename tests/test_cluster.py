@@ -261,3 +261,16 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     assert err.strip().splitlines() == [f"error: cannot reach the dask scheduler at {address} within 2 s "
                                         f"(cluster.connect_timeout): Timed out trying to connect to {address} "
                                         f"after 2 s. Is it running, and is the address right?"]
+
+
+def test_a_task_from_a_client_on_other_code_stops_the_run(shared, tmp_path):
+    """A worker that joined after the check at connect time still refuses work from other code: here the
+    task claims a version no worker has."""
+    from pipeline.runner import VideoTask, run_stage
+
+    root = tmp_path / "p"
+    root.mkdir()
+    with root_env(root), dask_client(shared, settings=CHECKED) as client:
+        tasks = [VideoTask("resample", "c", "v0", "fp", code="0123456789ab")]
+        with pytest.raises(ClusterError, match=r"runs other code \(version \w+ from .*\) than the client \(0123456789ab\)"):
+            run_stage("resample", "c", tasks, resample.work, client)

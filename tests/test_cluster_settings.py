@@ -74,3 +74,27 @@ def test_status_table_does_not_depend_on_where_records_came_from():
     assert list(table.columns) == ["corpus", "video_id", "stage", "status", "reason", "fingerprint", "seconds",
                                    "detail.a", "detail.m", "detail.reason_code", "detail.z"]
     assert list(records_to_table(fresh[::-1]).columns) == list(table.columns)
+
+
+def test_project_root_is_per_thread(monkeypatch, tmp_path):
+    """Threads of one shared worker may run tasks of two projects at once: each sees its own root."""
+    import threading
+
+    from pipeline import paths
+
+    monkeypatch.setenv("AVLIPS_ROOT", str(tmp_path / "env"))
+    seen = {}
+
+    def task(name):
+        with paths.thread_root(str(tmp_path / name)):
+            barrier.wait()  # both inside their own root at the same time
+            seen[name] = paths.project_root()
+
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=task, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"a": tmp_path / "a", "b": tmp_path / "b"}
+    assert paths.project_root() == tmp_path / "env"

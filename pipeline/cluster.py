@@ -54,7 +54,7 @@ class SlurmSettings:
 class ClusterSettings:
     kind: str = "local"            # local | slurm; a scheduler address overrides both
     scheduler: str | None = None   # address of a running scheduler (after --scheduler and $DASK_SCHEDULER_ADDRESS)
-    connect_timeout: float = 10.0  # s: an unreachable scheduler is an error after this
+    connect_timeout: float = 10.0  # s: an unreachable scheduler is an error after this (and dask's reconnect window)
     worker_timeout: float = 120.0  # s: a scheduler with no worker is an error after this
     memory_limit: str = "auto"     # per local worker ("auto": the machine's memory / workers), e.g. 8GiB
     slurm: SlurmSettings = field(default_factory=SlurmSettings)

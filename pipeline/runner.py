@@ -25,10 +25,10 @@ from distributed import Client, as_completed
 from tqdm import tqdm
 
 from pipeline import paths
+from pipeline.atomic import remove_leftover_tmp_files, write_parquet_atomic
 from pipeline.cluster import ClusterError
 from pipeline.codeversion import code_version
 from pipeline.params import stable_hash
-from pipeline.atomic import remove_leftover_tmp_files, write_parquet_atomic
 from pipeline.status import FAILED, OK, StageFailure, StatusRecord, read_record, records_to_table, write_record
 
 
@@ -180,7 +180,8 @@ def _run_on_dask(stage, corpus, todo, work, client, window_per_worker) -> list[S
         # Each is retried alone, so only a video that kills its worker by itself is marked failed.
         for task in crashed:
             [(_, outcome)] = _stream(client, work, [task], window=1, attempt=1)
-            results.append(outcome if isinstance(outcome, StatusRecord) else crash_record(task, type(outcome).__name__))
+            died = not isinstance(outcome, StatusRecord)
+            results.append(crash_record(task, type(outcome).__name__) if died else outcome)
             bar.update(1)
     return results
 

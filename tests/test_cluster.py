@@ -272,5 +272,6 @@ def test_a_task_from_a_client_on_other_code_stops_the_run(shared, tmp_path):
     root.mkdir()
     with root_env(root), dask_client(shared, settings=CHECKED) as client:
         tasks = [VideoTask("resample", "c", "v0", "fp", code="0123456789ab")]
-        with pytest.raises(ClusterError, match=r"runs other code \(version \w+ from .*\) than the client \(0123456789ab\)"):
+        refused = r"runs other code \(version \w+ from .*\) than the client \(0123456789ab\)"
+        with pytest.raises(ClusterError, match=refused):
             run_stage("resample", "c", tasks, resample.work, client)

@@ -45,8 +45,8 @@ def test_slurm_job_script():
     slurm = SlurmSettings(cores=8, memory="32GiB", walltime="02:30:00", queue="gpu", account="lab",
                           python="/shared/avlips/.venv/bin/python", job_extra_directives=("--gres=gpu:1",),
                           prologue=("module load ffmpeg", "cd /shared/avlips"))
-    with slurm_cluster(slurm, submit=False, scheduler_options={"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}) \
-            as cluster:
+    local = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}  # the scheduler it would run here
+    with slurm_cluster(slurm, submit=False, scheduler_options=local) as cluster:
         script = cluster.job_script()
     for line in ("#SBATCH -p gpu", "#SBATCH -A lab", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=32G",
                  "#SBATCH -t 02:30:00", "#SBATCH --gres=gpu:1", "module load ffmpeg", "cd /shared/avlips"):

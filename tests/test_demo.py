@@ -31,7 +31,7 @@ def test_same_seed_same_bytes_other_seed_other_clip(tiny, tmp_path):
     params, clip, (audio, videos, _) = tiny
     audio2, videos2, _ = render_clip(params, clip)
     assert np.array_equal(audio, audio2) and all(np.array_equal(videos[m], videos2[m]) for m in videos)
-    paths = [tmp_path / name / "v.mp4" for name in ("a", "b")]
+    paths = [tmp_path / name / "v.mkv" for name in ("a", "b")]
     for path in paths:
         write_video(path, videos["jitter"], params.fps, audio, params.sample_rate)
     assert paths[0].read_bytes() == paths[1].read_bytes()
@@ -44,8 +44,8 @@ def test_written_file_needs_resampling(tiny, tmp_path):
     from preprocess.probe import probe
 
     params, _, (audio, videos, _) = tiny
-    write_video(tmp_path / "v.mp4", videos[REAL], params.fps, audio, params.sample_rate)
-    info = probe(tmp_path / "v.mp4")
+    write_video(tmp_path / "v.mkv", videos[REAL], params.fps, audio, params.sample_rate)
+    info = probe(tmp_path / "v.mkv")
     assert (info.fps, info.width, info.audio_rate, info.audio_channels) == (30.0, 160, 44100, 2)
     assert info.duration == pytest.approx(2.0, abs=0.05)
 

@@ -72,7 +72,7 @@ class Clip:
         return f"id{self.identity:02d}"
 
     def relpath(self, method: str = REAL) -> str:
-        return f"{self.group}/clip{self.index:02d}_{method}.mp4"
+        return f"{self.group}/clip{self.index:02d}_{method}.mkv"
 
 
 def plan(params: DemoParams, corpus: str) -> list[Clip]:

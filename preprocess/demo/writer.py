@@ -1,4 +1,10 @@
-"""Writing a demo video: H.264 + AAC in MP4, 44.1 kHz stereo, with the same bytes and mtime on every run."""
+"""Writing a demo video: H.264 and 16-bit PCM (44.1 kHz stereo) in Matroska, with the same bytes and mtime on
+every run.
+
+Why these choices: x264 on one thread is bit-exact on every CPU, and PCM has no float encoder whose SIMD path
+could change the last bits from machine to machine (AAC's can); the ffmpeg binary is the pinned wheel's, not
+whatever is on PATH; bit-exact muxing leaves out version strings and random ids.
+"""
 from __future__ import annotations
 
 import os
@@ -8,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.ffmpeg import run_ffmpeg
+from preprocess.ffmpeg import pinned_ffmpeg_exe, run_ffmpeg
 
 # 2020-01-01 00:00:00 UTC: every demo file gets this mtime, so a source manifest (which records mtime_ns)
 # made from the files is the same from run to run.
 FIXED_MTIME_NS = 1_577_836_800 * 10**9
-# x264 on one thread and bit-exact muxing: no encoder version strings or thread-dependent decisions
 _BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1"]
 
 
@@ -35,7 +40,8 @@ def write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray, rate: int, crf: int = 20) -> None:
-    """frames uint8 (T, H, W, 3) RGB, audio float (n,) mono; written atomically with FIXED_MTIME_NS."""
+    """frames uint8 (T, H, W, 3) RGB, audio float (n,) mono; a Matroska file written atomically, mtime
+    FIXED_MTIME_NS."""
     path.parent.mkdir(parents=True, exist_ok=True)
     t, h, w, _ = frames.shape
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".demo-") as tmp:
@@ -44,6 +50,7 @@ def write_video(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray, rat
         write_wav(wav, stereo(audio, rate), rate)
         run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", str(raw),
                     "-i", str(wav), "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-threads", "1",
-                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", *_BITEXACT, "-shortest", str(out)])
+                    "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", *_BITEXACT, "-shortest", "-f", "matroska", str(out)],
+                   exe=pinned_ffmpeg_exe())
         os.utime(out, ns=(FIXED_MTIME_NS, FIXED_MTIME_NS))
         os.replace(out, path)

@@ -95,3 +95,22 @@ def test_fakes_change_only_the_mouth_region(tiny):
             inside[t, y0 - margin:y1 + margin, x0 - margin:x1 + margin] = True
         assert diff[~inside].max() == 0, method
         assert diff[inside].mean() > 2, method  # and the mouth region does change
+
+
+def test_dlib_detector_finds_the_demo_face_with_retinafaces_contract(tiny):
+    from preprocess.track.detect import DetectorParams, make_detector
+
+    params, clip, (audio, videos, openness) = tiny
+    rendered = real_render(params, clip, openness)
+    detector = make_detector("dlib", DetectorParams())
+    frames = np.stack([videos[REAL][0], videos["lipsync"][30], np.zeros_like(videos[REAL][0])])
+    found = detector(frames)
+    assert len(found) == 3 and all(d.dtype == np.float32 and d.shape[1:] == (5,) for d in found)
+    assert len(found[2]) == 0  # nothing in a black frame
+    for dets, t in zip(found[:2], (0, 30)):
+        assert len(dets) == 1 and dets[0, 4] > 0
+        x1, y1, x2, y2 = dets[0, :4]
+        mx, my = rendered.mouth[t]
+        assert x1 < mx < x2 and y1 < my < y2  # the box holds the mouth
+    with pytest.raises(ValueError, match="not known"):
+        make_detector("blazeface", DetectorParams())

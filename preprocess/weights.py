@@ -71,5 +71,5 @@ def resolve_weights(configured: str | None, filename: str, url: str | None = Non
     source = f"download it from {url}" if url else "it does not download by itself"
     places = (f"${WEIGHTS_ENV}/{filename}" + (f" (now {folder / filename})" if folder else " (the variable is unset)"),
               f"{cached} (the torch hub cache, $TORCH_HOME/hub/checkpoints)", f"any path set as weights.{key}")
-    raise FileNotFoundError(f"{what} file {filename} not found ({source}); put it at one of: "
-                            f"{'; '.join(places)}{hint}")
+    raise FileNotFoundError(f"{what} file {filename} not found: put it at one of: {'; '.join(places)} "
+                            f"({source}){hint}")

@@ -2,7 +2,7 @@
 every run.
 
 Why these choices: x264 on one thread is bit-exact on every CPU, and PCM has no float encoder whose SIMD path
-could change the last bits from machine to machine (AAC's can); the ffmpeg binary is the pinned wheel's, not
+might change the last bits from machine to machine (AAC's may); the ffmpeg binary is the pinned wheel's, not
 whatever is on PATH; bit-exact muxing leaves out version strings and random ids.
 """
 from __future__ import annotations

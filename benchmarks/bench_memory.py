@@ -68,7 +68,7 @@ def child_track(video: Path, audio: Path, boxes_out: Path) -> dict:
 
     torch.set_num_threads(1)  # as the stage does: one task per worker process
     params = TrackParams()
-    detector = RetinaFaceBatch(RETINAFACE, params.detector(), device="cpu")
+    detector = RetinaFaceBatch(RETINAFACE, params.detector_params(), device="cpu")
     before = rss_now_mb()
     start = time.perf_counter()
     result = track_video(video, audio, params, detector)

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--workers", type=int, help="local worker processes (default: $AVLIPS_WORKERS or all cores)")
     stage.add_argument("--scheduler", help="address of a running dask scheduler (default: $DASK_SCHEDULER_ADDRESS)")
 
+    demo = sub.add_parser("demo", help="generate the demo corpora and their manifests (the dvc stage `demo`)")
+    demo.add_argument("--workers", type=int, help="processes (default: $AVLIPS_WORKERS or all cores)")
+
     sub.add_parser("status", help="per corpus and stage: videos ok / failed / skipped / pending")
 
     from pipeline import inspect as shard_inspect
@@ -61,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
             return _corpus(args)
         if args.command == "stage":
             return _stage(args)
+        if args.command == "demo":
+            from pipeline.stages import demo
+
+            demo.run(args.workers)
+            return 0
         if args.command == "status":
             from pipeline.report import status_table
 

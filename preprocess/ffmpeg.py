@@ -28,9 +28,19 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def run_ffmpeg(args: list[str], timeout: float | None = None) -> str:
-    """Run ffmpeg with `args` (no program name); return its stderr log. Raise FFmpegError on failure."""
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
+@functools.cache
+def pinned_ffmpeg_exe() -> str:
+    """The ffmpeg build of the pinned imageio-ffmpeg wheel, whatever is on PATH: for files whose bytes must
+    not depend on the machine (the generated demo corpus)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def run_ffmpeg(args: list[str], timeout: float | None = None, exe: str | None = None) -> str:
+    """Run ffmpeg (`exe`, default ffmpeg_exe()) with `args` (no program name); return its stderr log.
+    Raise FFmpegError on failure."""
+    cmd = [exe or ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     log = proc.stderr.decode("utf-8", errors="replace")
     if proc.returncode != 0:

@@ -1,12 +1,21 @@
-"""Finding model weight files: a local path from params.yaml, else the torch hub cache face-alignment uses."""
+"""Finding model weight files, in one order for every model:
+
+1. the path in params.yaml (`weights.KEY`; relative paths from the project root),
+2. the folder named by $AVLIPS_WEIGHTS (the file by its usual name, directly in it),
+3. the framework's cache (torch hub: $TORCH_HOME/hub/checkpoints/),
+4. a download into that cache, when a URL is known and the machine is online;
+otherwise one plain-words error naming the file, where it comes from and where to put it.
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
 from pipeline.params import project_path
 
+WEIGHTS_ENV = "AVLIPS_WEIGHTS"  # a folder of weight files for offline machines and clusters
 # The files face-alignment itself downloads, by the names it gives them in the torch hub cache.
 RETINAFACE_FILE = "retinaface_mobilenet0.25.pth"
 RETINAFACE_URL = "https://www.adrianbulat.com/downloads/python-fan/retinaface_mobilenet0.25.pth"
@@ -22,6 +31,12 @@ def weights_identity(path: Path | str | None) -> str | None:
     return f"{path.name}:{path.stat().st_size}"
 
 
+def weights_folder() -> Path | None:
+    """$AVLIPS_WEIGHTS, when set."""
+    folder = os.environ.get(WEIGHTS_ENV)
+    return Path(folder).expanduser() if folder else None
+
+
 def hub_checkpoint(filename: str) -> Path:
     """Where face-alignment (and torch.hub) keep downloaded weights: $TORCH_HOME/hub/checkpoints/."""
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
@@ -29,10 +44,10 @@ def hub_checkpoint(filename: str) -> Path:
 
 def resolve_weights(configured: str | None, filename: str, url: str | None = None, what: str = "weights",
                     key: str = "", hint: str = "") -> Path:
-    """The weight file to load: `configured` (relative paths from the project root) or the hub cache.
+    """The weight file to load, looked up in the module's order (params, $AVLIPS_WEIGHTS, hub cache, download).
 
-    With no configured path and no cached file, try the library's usual download (works with internet);
-    when that fails too, raise FileNotFoundError naming the file and where to put it.
+    A path set in params is taken as meant: when it does not exist that is the error, not a reason to look
+    elsewhere. Raises FileNotFoundError naming the file, its source and the places it may go.
     """
     if configured:
         path = project_path(str(configured))
@@ -40,6 +55,9 @@ def resolve_weights(configured: str | None, filename: str, url: str | None = Non
             raise FileNotFoundError(f"{what} file {path} (params.yaml weights.{key}) does not exist; "
                                     f"put {filename} there or point weights.{key} at it")
         return path
+    folder = weights_folder()
+    if folder is not None and (folder / filename).is_file():
+        return folder / filename
     cached = hub_checkpoint(filename)
     if cached.is_file():
         return cached
@@ -50,7 +68,8 @@ def resolve_weights(configured: str | None, filename: str, url: str | None = Non
             return Path(load_file_from_url(url, model_dir=str(cached.parent), progress=False))
         except Exception:  # offline or refused: fall through to the plain-words error
             pass
-    source = f" (download: {url})" if url else ""
-    raise FileNotFoundError(f"{what} file {filename} not found: put it at {cached} (the torch hub cache, "
-                            f"$TORCH_HOME/hub/checkpoints) or set weights.{key} in params.yaml to its path"
-                            f"{source}{hint}")
+    source = f"download it from {url}" if url else "it does not download by itself"
+    places = (f"${WEIGHTS_ENV}/{filename}" + (f" (now {folder / filename})" if folder else " (the variable is unset)"),
+              f"{cached} (the torch hub cache, $TORCH_HOME/hub/checkpoints)", f"any path set as weights.{key}")
+    raise FileNotFoundError(f"{what} file {filename} not found: put it at one of: {'; '.join(places)} "
+                            f"({source}){hint}")

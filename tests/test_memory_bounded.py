@@ -67,7 +67,7 @@ def test_track_and_align_peak_allocations_do_not_grow_with_length(clips, tmp_pat
 
     torch.set_num_threads(1)
     params = TrackParams()
-    detector = RetinaFaceBatch(RETINAFACE, params.detector(), device="cpu")
+    detector = RetinaFaceBatch(RETINAFACE, params.detector_params(), device="cpu")
     align_params = AlignParams(backend="dlib")
     landmarker = make_landmarker(align_params)
     peaks, frames = {}, {}

@@ -45,11 +45,14 @@ def track_params(params: dict) -> TrackParams:
     return stage_section(params, STAGE, TrackParams)
 
 
-def weight_files(params: dict) -> dict:
-    """Local weight files from the `weights` section; fails early, in plain words, when one is missing."""
+def weight_files(params: dict, detector: str = "retinaface") -> dict:
+    """Local weight files from the `weights` section; fails early, in plain words, when one is missing.
+    dlib's detector needs none (its model is inside the dlib wheel)."""
     section = params.get("weights") or {}
     files = {"retinaface": str(resolve_weights(section.get("retinaface"), RETINAFACE_FILE, RETINAFACE_URL,
-                                               "RetinaFace weights", "retinaface"))}
+                                               "RetinaFace weights", "retinaface",
+                                               " (or set track.detector: dlib, which needs no download)"))
+             if detector == "retinaface" else None}
     # SyncNet is optional: without it the weights-free audio-visual score decides.
     syncnet = section.get("syncnet")
     files["syncnet"] = str(resolve_weights(syncnet, SYNCNET_FILE, None, "SyncNet weights", "syncnet")) \
@@ -60,10 +63,10 @@ def weight_files(params: dict) -> dict:
 def _load_models(weights: dict, stage_params: TrackParams):
     import torch
 
-    key = (weights["retinaface"], weights["syncnet"], stage_params.detector())
+    key = (stage_params.detector, weights["retinaface"], weights["syncnet"], stage_params.detector_params())
     if key not in _models:
         torch.set_num_threads(1)  # one task per worker process; processes, not threads, give parallelism
-        from preprocess.track.detect import RetinaFaceBatch
+        from preprocess.track.detect import make_detector
 
         syncnet = None
         if weights["syncnet"]:
@@ -71,7 +74,8 @@ def _load_models(weights: dict, stage_params: TrackParams):
 
             syncnet = SyncNetScorer(Path(weights["syncnet"]), vshift=stage_params.syncnet_vshift)
         _models.clear()
-        _models[key] = (RetinaFaceBatch(Path(weights["retinaface"]), stage_params.detector()), syncnet)
+        detector = make_detector(stage_params.detector, stage_params.detector_params(), weights["retinaface"])
+        _models[key] = (detector, syncnet)
     return _models[key]
 
 
@@ -95,7 +99,7 @@ def run(corpus_name: str, client) -> list[StatusRecord]:
     params = load_params()
     corpus = get_corpus(corpus_name, params)
     stage_params = track_params(params)
-    weights = weight_files(params)
+    weights = weight_files(params, stage_params.detector)
     manifest = read_manifest(paths.source_manifest_path(corpus_name))
     tasks, settled = [], []
     for row in manifest.to_dict("records"):

@@ -12,11 +12,14 @@ from preprocess.track.tracking import TrackingParams
 @dataclass(frozen=True)
 class TrackParams:
     # detection
+    detector: str = "dlib"  # dlib (HOG, weights in the wheel: offline) | retinaface (the paper's; weights.retinaface)
     detect_short_side: int | None = 192  # px: frames are shrunk so their shorter side is at most this (null: full size)
     detect_stride: int = 3  # detect every n-th frame, boxes in between from the tracks (1: every frame)
     batch: int = 32  # frames per detector call
     confidence: float = 0.5
     nms: float = 0.4
+    dlib_threshold: float = 0.0  # dlib HOG score threshold
+    dlib_upsample: int = 0  # dlib HOG: x2 upsamplings before detecting (finds faces under ~80 px; 4x slower each)
     # shots
     shot_threshold: float = 27.0
     min_shot_frames: int = 15
@@ -40,8 +43,8 @@ class TrackParams:
     pretrain_min_syncnet_confidence: float | None = None
     pretrain_min_energy_correlation: float | None = None
 
-    def detector(self) -> DetectorParams:
-        return DetectorParams(self.confidence, self.nms)
+    def detector_params(self) -> DetectorParams:
+        return DetectorParams(self.confidence, self.nms, self.dlib_threshold, self.dlib_upsample)
 
     def shots(self) -> ShotParams:
         return ShotParams(self.shot_threshold, self.min_shot_frames)

@@ -1,0 +1,109 @@
+"""What the demo corpus holds, and rendering one real clip with its fakes.
+
+Every clip is drawn from its own seed (the demo seed, the corpus name, identity and clip number), so a clip
+does not change when counts elsewhere change, and the order clips are made in does not matter.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from preprocess.demo import animate, fakes, speech
+from preprocess.demo.photos import IDENTITIES, identity_face
+
+REAL = "real"
+
+
+@dataclass(frozen=True)
+class DemoCorpus:
+    clips: int = 1  # real clips per identity
+    methods: tuple[str, ...] = ()  # one fake per real clip and method
+
+
+@dataclass(frozen=True)
+class DemoParams:
+    seed: int = 0
+    identities: int = 6
+    seconds: float = 5.0
+    fps: int = 30
+    size: int = 256
+    sample_rate: int = 44100
+    crf: int = 20
+    corpora: dict = field(default_factory=dict)  # name -> DemoCorpus
+
+    def __post_init__(self):
+        if not 1 <= self.identities <= len(IDENTITIES):
+            raise ValueError(f"demo.identities must be 1 to {len(IDENTITIES)} (one per photo variant)")
+        if self.fps <= 0 or self.seconds <= 0 or self.size < 64:
+            raise ValueError("demo.fps and demo.seconds must be positive and demo.size at least 64 px")
+        for name, spec in self.corpora.items():
+            unknown = set(spec.methods) - set(fakes.METHODS)
+            if unknown:
+                raise ValueError(f"demo.corpora.{name}: unknown method(s) {', '.join(sorted(unknown))} "
+                                 f"(known: {', '.join(fakes.METHODS)})")
+
+    @property
+    def n_frames(self) -> int:
+        return int(round(self.seconds * self.fps))
+
+
+def demo_params(section: dict) -> DemoParams:
+    unknown = set(section) - set(DemoParams.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"params.yaml demo: unknown key(s) {', '.join(sorted(unknown))}; "
+                         f"known: {', '.join(DemoParams.__dataclass_fields__)}")
+    corpora = {name: DemoCorpus(int(spec.get("clips", 1)), tuple(spec.get("methods") or ()))
+               for name, spec in (section.get("corpora") or {}).items()}
+    return DemoParams(**{k: v for k, v in section.items() if k != "corpora"}, corpora=corpora)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One real clip to render, with the fakes made from it."""
+    corpus: str
+    identity: int
+    index: int
+    methods: tuple[str, ...]
+
+    @property
+    def group(self) -> str:
+        return f"id{self.identity:02d}"
+
+    def relpath(self, method: str = REAL) -> str:
+        return f"{self.group}/clip{self.index:02d}_{method}.mkv"
+
+
+def plan(params: DemoParams, corpus: str) -> list[Clip]:
+    spec = params.corpora[corpus]
+    return [Clip(corpus, i, c, spec.methods) for i in range(params.identities) for c in range(spec.clips)]
+
+
+def clip_rng(params: DemoParams, clip: Clip, stream: int) -> np.random.Generator:
+    """Independent random streams per clip: 0 speech, 1 framing, 2 lip-sync driver, 3+ fakes."""
+    key = [params.seed, zlib.crc32(clip.corpus.encode()), clip.identity, clip.index, stream]
+    return np.random.default_rng(np.random.SeedSequence(key))
+
+
+def render_clip(params: DemoParams, clip: Clip) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """(audio float32 mono, {method: frames} with 'real' first, the real clip's mouth openness per frame)."""
+    face = identity_face(clip.identity)
+    voice = speech.Voice(face.f0, face.formant_scale)
+    n = params.n_frames
+    audio = speech.synthesise(params.seconds, params.sample_rate, voice, clip_rng(params, clip, 0)).audio
+    openness = speech.frame_envelope(audio, params.sample_rate, params.fps, n)
+    framing = animate.make_framing(face, params.size, n, params.fps, clip_rng(params, clip, 1))
+    real = animate.render(face, openness, framing, params.size)
+    videos = {REAL: real.frames}
+    for k, method in enumerate(clip.methods):
+        rng = clip_rng(params, clip, 3 + k)
+        if method == "lowres_seam":
+            videos[method] = fakes.lowres_seam(real.frames, real.mouth, real.mouth_width, rng)
+        elif method == "jitter":
+            videos[method] = fakes.jitter(real.frames, real.mouth, real.mouth_width, rng)
+        elif method == "lipsync":  # the mouth follows another utterance of the same voice
+            other = speech.synthesise(params.seconds, params.sample_rate, voice, clip_rng(params, clip, 2)).audio
+            driver = speech.frame_envelope(other, params.sample_rate, params.fps, n)
+            videos[method] = animate.render(face, driver, framing, params.size).frames
+    return audio, videos, openness

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
 from distributed import Client, as_completed
 from tqdm import tqdm
 
@@ -239,6 +240,12 @@ def prune_outputs(folders, keep: set[str]) -> None:
 
 
 def write_status_table(stage: str, corpus: str, records: list[StatusRecord]) -> None:
-    table = records_to_table(records).drop(columns=["seconds"], errors="ignore")  # timing varies run to run
+    table = records_to_table(records)
     table = table.drop(columns=[c for c in table.columns if c.endswith(".traceback")])
     write_parquet_atomic(paths.status_table_path(stage, corpus), table)
+    worked = [r for r in records if r.seconds > 0]
+    if worked:  # outside every DVC output: timings differ from run to run
+        write_parquet_atomic(paths.project_root() / "logs" / "timings" / f"{stage}@{corpus}.parquet",
+                             pd.DataFrame({"video_id": [r.video_id for r in worked],
+                                           "status": [r.status for r in worked],
+                                           "seconds": [r.seconds for r in worked]}))

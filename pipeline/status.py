@@ -21,11 +21,13 @@ class StatusRecord:
     status: str  # ok | failed | skipped
     reason: str = ""  # plain words, empty when ok
     fingerprint: str = ""  # inputs + params this result was made from; a mismatch means redo
-    seconds: float = 0.0  # wall time spent on this video
+    seconds: float = 0.0  # wall time spent on this video: in memory and the timing log, never in the record
     details: dict = field(default_factory=dict)  # stage-specific figures (frames, samples, offsets ...)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False).encode()
+        # The record sits inside a DVC-hashed output: timings would make two identical runs hash differently.
+        plain = {k: v for k, v in asdict(self).items() if k != "seconds"}
+        return json.dumps(plain, sort_keys=True, ensure_ascii=False).encode()
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "StatusRecord":
@@ -74,5 +76,5 @@ def records_to_table(records: list[StatusRecord]) -> pd.DataFrame:
         plain.update({f"detail.{k}": v for k, v in details.items()})
         detail_keys.update(f"detail.{k}" for k in details)
         rows.append(plain)
-    columns = ["corpus", "video_id", "stage", "status", "reason", "fingerprint", "seconds", *sorted(detail_keys)]
+    columns = ["corpus", "video_id", "stage", "status", "reason", "fingerprint", *sorted(detail_keys)]
     return pd.DataFrame(rows, columns=columns)

@@ -35,12 +35,13 @@ def save_detector(path: str | os.PathLike, detector: Detector, meta: dict) -> No
                  "meta": meta}, path)
 
 
-def _config(cls, d: dict):
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+def save_untrained(path: str | os.PathLike, reason: str, meta: dict) -> None:
+    """The finetune stage's output when there was nothing to train (no finetune corpus): a small file that
+    says why, so `dvc repro` stays green and every reader gives the reason instead of a missing file."""
+    save_atomic({"format": FORMAT, "trained": False, "reason": reason, "meta": meta}, path)
 
 
-def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Detector, dict]:
-    """-> (detector in eval mode on `device`, meta)."""
+def read_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no fine-tuned detector at {path}: it is made by the finetune stage "
@@ -49,6 +50,24 @@ def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu") -
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a detector checkpoint (format {FORMAT!r}); "
                          "artifacts/pretrain/encoder.pt is a pretrained encoder, not a detector")
+    return ckpt
+
+
+def untrained_reason(path: str | os.PathLike) -> str | None:
+    """Why the finetune stage trained nothing (its reason), or None for a trained detector."""
+    ckpt = read_checkpoint(path)
+    return None if ckpt.get("trained", True) else str(ckpt["reason"])
+
+
+def _config(cls, d: dict):
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Detector, dict]:
+    """-> (detector in eval mode on `device`, meta)."""
+    ckpt = read_checkpoint(path)
+    if not ckpt.get("trained", True):
+        raise ValueError(f"the detector at {path} was not trained: {ckpt['reason']}")
     detector = Detector(_config(VideoEncoderConfig, ckpt["video_config"]),
                         _config(DetectorConfig, ckpt["detector_config"]))
     detector.load_state_dict(ckpt["weights"], strict=True)

@@ -167,8 +167,7 @@ def evaluate(detector_path: str, collect: Path, manifests: Path, crop_status: Pa
     return df, metrics
 
 
-def write_outputs(df: pd.DataFrame, metrics: dict, scores: Path, metrics_path: Path, plots: Path | None,
-                  datasets: dict) -> None:
+def write_outputs(df: pd.DataFrame, metrics: dict, scores: Path, metrics_path: Path, plots: Path | None) -> None:
     scores.parent.mkdir(parents=True, exist_ok=True)
     df.astype({"n_clips": "int64", "n_segments": "int64", "score": "float64", "probability": "float64"}) \
         .to_parquet(scores, index=False)
@@ -210,8 +209,7 @@ def main(argv=None) -> None:
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     if info.is_main:
-        write_outputs(df, metrics, Path(a.scores), Path(a.metrics), Path(a.plots) if a.plots else None,
-                      ev.get("datasets") or {})
+        write_outputs(df, metrics, Path(a.scores), Path(a.metrics), Path(a.plots) if a.plots else None)
         v = metrics.get("videos", {"scored": 0, "total": 0})
         print(f"evaluate: {v['scored']} of {v['total']} videos scored -> {a.scores}, {a.metrics}", file=sys.stderr)
     cleanup()

@@ -2,9 +2,9 @@
 clips (the session's test project), plus fakes this test makes from them.
 
 The fakes: a lip-sync-deepfake-like artifact applied to the mouth crops in the shards (not to the source
-videos, so the pipeline runs once for the session): `Seam` shrinks the mouth area to half size and enlarges it
-back (lost detail) and pastes it with a hard edge; `Jitter` shifts the mouth area by up to 2 px, drawn anew
-every frame. Corpora: grid_real / grid_fake (finetune; every GRID clip real and with both artifacts; speakers
+videos, so the pipeline runs once for the session): `Seam` shrinks the mouth area to a quarter and enlarges
+it back (lost detail) and pastes it with a visible seam (a darker 2-px frame); `Jitter` shifts the mouth area
+by up to 2 px, drawn anew every frame. Corpora: grid_real / grid_fake (finetune; every GRID clip real and with both artifacts; speakers
 held back per split: 3 train, 1 val, 2 test), crema_real / crema_fake (eval: the CREMA-D clips, whose
 faceless test video was dropped by the track stage), and the GRID pretraining corpus (reals for balance).
 """
@@ -46,8 +46,11 @@ def seam(video: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = video.copy()
     h, w = 70 - 30, 74 - 22
     for frame in out:
-        small = cv2.resize(frame[MOUTH], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        frame[MOUTH] = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        small = cv2.resize(frame[MOUTH], (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+        patch = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        for edge in (np.s_[:2, :], np.s_[-2:, :], np.s_[:, :2], np.s_[:, -2:]):
+            patch[edge] //= 2  # the blending seam: a darker 2-px frame around the pasted mouth
+        frame[MOUTH] = patch
     return out
 
 

@@ -4,9 +4,10 @@ clips (the session's test project), plus fakes this test makes from them.
 The fakes: a lip-sync-deepfake-like artifact applied to the mouth crops in the shards (not to the source
 videos, so the pipeline runs once for the session): `Seam` shrinks the mouth area to a quarter and enlarges
 it back (lost detail) and pastes it with a visible seam (a darker 2-px frame); `Jitter` shifts the mouth area
-by up to 2 px, drawn anew every frame. Corpora: grid_real / grid_fake (finetune; every GRID clip real and with both artifacts; speakers
-held back per split: 3 train, 1 val, 2 test), crema_real / crema_fake (eval: the CREMA-D clips, whose
-faceless test video was dropped by the track stage), and the GRID pretraining corpus (reals for balance).
+by up to 2 px, drawn anew every frame. Corpora: grid_real / grid_fake (finetune; every GRID clip real and with
+both artifacts; speakers held back per split: 3 train, 1 val, 2 test), crema_real / crema_fake (eval: the
+CREMA-D clips, whose faceless test video was dropped by the track stage), and the GRID pretraining corpus
+(reals for balance).
 """
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ def copy_tables(src_root: Path, src: str, dst_root: Path, dst: str, label: str, 
     (dst_root / "data_manifests").mkdir(parents=True, exist_ok=True)
     m.to_parquet(dst_root / "data_manifests" / f"{dst}.parquet")
     (dst_root / "data" / "crop" / dst).mkdir(parents=True, exist_ok=True)
-    shutil.copy(src_root / "data" / "crop" / src / "status.parquet", dst_root / "data" / "crop" / dst / "status.parquet")
+    shutil.copy(src_root / "data" / "crop" / src / "status.parquet",
+                dst_root / "data" / "crop" / dst / "status.parquet")
 
 
 @pytest.fixture(scope="module")

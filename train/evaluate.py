@@ -93,8 +93,9 @@ def group_metrics(df: pd.DataFrame, threshold: float | None) -> dict:
     """Overall, per corpus and per method (its fakes against every real of the group)."""
     ok = df[df["status"] == "scored"]
     reals = ok[ok["label"] == "real"]
+    reasons = df[df["status"] != "scored"]["reason"].value_counts()
     out = {"videos": {"total": int(len(df)), "scored": int(len(ok))},
-           "unscored_reasons": {str(k): int(n) for k, n in df[df["status"] != "scored"]["reason"].value_counts().items()},
+           "unscored_reasons": {str(k): int(n) for k, n in reasons.items()},
            "overall": metrics_of(df, threshold),
            "by_corpus": {c: metrics_of(g, threshold) for c, g in df.groupby("corpus", sort=True)},
            "by_method": {}}

@@ -78,8 +78,9 @@ def table3(ev: dict) -> list[str]:
     if not cols:
         return lines + ["No corpus with role eval.", ""]
     names = list(cols)
+    aucs = [cols[n]["auc"] for n in names]
     return lines + ["| " + " | ".join(names) + " | Avg |", "|" + "---|" * (len(names) + 1),
-                    "| " + " | ".join(pct(cols[n]["auc"]) for n in names) + f" | {pct(mean([cols[n]['auc'] for n in names]))} |",
+                    "| " + " | ".join(pct(a) for a in aucs) + f" | {pct(mean(aucs))} |",
                     "", "; ".join(f"{n}: {cols[n]['videos']['scored']} of {cols[n]['videos']['total']} videos "
                                   f"scored ({cols[n]['n_real']} real, {cols[n]['n_fake']} fake)" for n in names) + ".",
                     ""]

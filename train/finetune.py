@@ -1,0 +1,280 @@
+"""Fine-tuning the video encoder for deepfake detection (the `finetune` DVC stage; paper Sec. 3.3).
+
+    python -m train.finetune --params params.yaml --index data/collect/finetune.json \
+        --pretrain-index data/collect/pretrain.json --out artifacts/finetune --live dvclive/finetune
+
+Torchrun works as for pretraining (train.launch with `--entry finetune`). The encoder comes from
+artifacts/pretrain/encoder.pt (`finetune.init: pretrained`) or from random weights (`init: scratch`); the 3D
+stem and the ResNet trunk are frozen, their batch norms in eval mode. Per-layer learning rates: head 0.01,
+last backend layer 0.005, x0.9 per earlier layer. BCE on 1 s clips with the pretraining augmentations. After
+every epoch the val videos are scored (mean clip logit per video) and the epoch with the best val AUC is kept;
+training stops after `patience` epochs without a better one. OUT/detector.pt: weights, resolved config, params
+hash, sha256 of the shard lists, the val-chosen threshold and the history.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from dvclive import Live
+
+from models.detector import Detector, DetectorConfig
+from train.clips import ClipLoaderConfig, LabelledClips, plan_balance, clip_loader
+from train.distributed import DistInfo, all_reduce_mean, cleanup, init_from_env, wrap_ddp
+from train.finetune_config import FinetuneConfig, FinetuneSetup, load_setup
+from train.metrics import auc, choose_threshold, labels01
+from train.scoring import save_detector, save_untrained
+from train.videoscores import score_videos
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_detector(setup: FinetuneSetup) -> Detector:
+    """The detector with the pretrained (or random) encoder and a new head, stem and trunk frozen."""
+    ft = setup.finetune
+    a = setup.augment
+    det = Detector(setup.video, DetectorConfig(hidden=ft.head.hidden, dropout=ft.head.dropout, clip=ft.clip,
+                                               crop=a.crop, mean=a.mean, std=a.std))
+    if ft.init == "pretrained":
+        path = Path(ft.encoder)
+        if not path.is_file():
+            raise FileNotFoundError(f"no pretrained encoder at {path}: run `dvc repro pretrain`, "
+                                    "or set finetune.init: scratch")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        trained_with = ckpt.get("config", {}).get("model", {}).get("video")
+        mine = json.loads(json.dumps(det.video_cfg.__dict__))
+        if trained_with is not None and trained_with != mine:
+            diff = sorted(k for k in mine if mine[k] != trained_with.get(k))
+            raise ValueError(f"{path} was pretrained with another model.video ({', '.join(diff)} differ); "
+                             "fine-tune with the same model.video params, or init: scratch")
+        det.load_encoder_state(ckpt["video_encoder"])
+    elif ft.init != "scratch":
+        raise ValueError(f"finetune.init must be pretrained or scratch, got {ft.init!r}")
+    det.freeze_frontend()
+    return det
+
+
+def param_groups(det: Detector, ft: FinetuneConfig) -> list[dict]:
+    """One optimizer group per (part, decay kind): the head at lr_head, backend layer i of L at
+    lr_last_layer x layer_decay^(L-1-i). Where the transformer's projection, positional embeddings and
+    final norm sit: Detector.backend_layers. No weight decay on 1-d parameters (biases, norms, PReLU) and the
+    positional embeddings. Frozen parameters are in no group."""
+    layers = det.backend_layers()
+    parts = [("head", list(det.head.parameters()), ft.lr_head)]
+    for i, params in enumerate(layers):
+        lr = ft.lr_last_layer * ft.layer_decay ** (len(layers) - 1 - i)
+        parts.append((f"backend.{i}", params, lr))
+    pos = getattr(det.encoder.backend, "pos", None)
+    groups = []
+    for name, params, lr in parts:
+        params = [p for p in params if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2 and p is not pos]
+        no_decay = [p for p in params if not (p.ndim >= 2 and p is not pos)]
+        for suffix, ps, wd in (("", decay, ft.weight_decay), ("/no_decay", no_decay, 0.0)):
+            if ps:
+                groups.append({"name": name + suffix, "params": ps, "lr": lr, "initial_lr": lr, "weight_decay": wd})
+    return groups
+
+
+def set_epoch_lr(opt: torch.optim.Optimizer, epoch: int, ft: FinetuneConfig) -> None:
+    for g in opt.param_groups:
+        g["lr"] = g["initial_lr"] * ft.lr_decay ** epoch
+
+
+def train_epoch(model, det: Detector, opt, loader, ds: LabelledClips, epoch: int, ft: FinetuneConfig,
+                info: DistInfo) -> dict:
+    det.train()
+    ds.set_epoch(epoch)
+    set_epoch_lr(opt, epoch, ft)
+    n_steps = ds.batches_per_rank if ft.max_steps_per_epoch is None else min(ds.batches_per_rank,
+                                                                             ft.max_steps_per_epoch)
+    use_bf16 = ft.bf16 and info.device.type == "cuda"
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    trainable = [p for g in opt.param_groups for p in g["params"]]
+    total, steps, t0 = 0.0, 0, time.perf_counter()
+    for batch in loader:
+        if steps == n_steps:
+            break
+        video = batch["video"].to(info.device, non_blocking=True)
+        label = batch["label"].to(info.device, non_blocking=True)
+        with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = model(video)
+        loss = loss_fn(logits.float(), label)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if ft.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(trainable, ft.grad_clip)
+        opt.step()
+        total += float(loss.detach())
+        steps += 1
+        if info.is_main and (steps == 1 or steps % ft.log_every == 0 or steps == n_steps):
+            print(f"epoch {epoch} step {steps}/{n_steps} loss {float(loss.detach()):.4f} "
+                  f"({steps * ft.batch_size * info.world / (time.perf_counter() - t0):.1f} clips/s)", flush=True)
+    loss = all_reduce_mean(total / max(steps, 1), info)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"fine-tuning loss is {loss} in epoch {epoch}; lower the learning rates")
+    return {"loss": loss, "lr_head": opt.param_groups[0]["lr"],
+            "lr_last_layer": ft.lr_last_layer * ft.lr_decay ** epoch, "seconds": time.perf_counter() - t0}
+
+
+def validate(det: Detector, val_paths: list[str], ft: FinetuneConfig, info: DistInfo) -> dict:
+    """Video-level val AUC (None when val lacks a class) and the scores it came from."""
+    if not val_paths:
+        return {"val_auc": None, "val_videos": 0}
+    videos = [v for v in score_videos(det, val_paths, info.device, ft.eval_batch_size, rank=info.rank,
+                                      world=info.world, progress="val" if info.is_main else None)
+              if v.score is not None]
+    y, s = labels01([v.label for v in videos]), np.array([v.score for v in videos])
+    return {"val_auc": auc(y, s), "val_videos": len(videos), "val_threshold": choose_threshold(y, s)}
+
+
+def log_epoch(live: Live | None, record: dict) -> None:
+    if live is None:
+        return
+    for name in ("loss", "lr_head", "lr_last_layer"):
+        live.log_metric(f"train/{name}", record[name])
+    if record.get("val_auc") is not None:
+        live.log_metric("val/auc", record["val_auc"])
+    live.next_step()
+
+
+def index_entries(path: str | Path, split: str) -> list[dict]:
+    if not Path(path).is_file():
+        return []
+    return [e for e in json.loads(Path(path).read_text()).get(split, []) if int(e.get("samples", 0)) > 0]
+
+
+def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir: str | None,
+        **overrides) -> dict:
+    info = init_from_env()
+    setup = load_setup(params, **overrides)
+    ft = setup.finetune
+    out_path = Path(out) / "detector.pt"
+    train_entries = index_entries(index, "train")
+    val_paths = [e["path"] for e in index_entries(index, "val")]
+    excluded = tuple(ft.exclude_methods)
+    hashes = {"finetune_index_sha256": sha256_of(index) if Path(index).is_file() else None,
+              "pretrain_index_sha256": sha256_of(pretrain_index) if pretrain_index and Path(pretrain_index).is_file()
+              else None}
+    meta = {"params_hash": setup.hash(), "config": setup.resolved(), **hashes}
+    plan = plan_balance(train_entries, index_entries(pretrain_index, "train") if pretrain_index else [],
+                        ft.balance, excluded)
+    if plan.counts["finetune_fake"] == 0 or plan.counts["finetune_real"] + plan.counts["per_epoch_real"] == 0:
+        why = ("no corpus with role finetune has training samples (register one with `python -m pipeline "
+               "corpus add NAME DIR --role finetune ...`, then `dvc repro`)" if not train_entries else
+               f"the finetune training split has {plan.counts['finetune_real']} real and "
+               f"{plan.counts['finetune_fake']} fake samples (excluded methods: {list(excluded)}); both classes "
+               "are needed")
+        if info.is_main:
+            print(f"finetune: nothing to do: {why}", flush=True)
+            save_untrained(out_path, why, meta)
+            _empty_live(live_dir)
+        cleanup()
+        return {"trained": False, "reason": why}
+
+    torch.manual_seed(ft.seed)
+    det = build_detector(setup).to(info.device)
+    opt = torch.optim.AdamW(param_groups(det, ft))
+    model = wrap_ddp(det, info)
+    ds = LabelledClips(list(plan.sources), ClipLoaderConfig(ft.clip, ft.clips_per_sample, ft.batch_size,
+                                                            ft.num_workers, ft.shuffle_buffer, setup.augment),
+                       excluded, ft.seed, info.rank, info.world,
+                       expected_samples=plan.counts["per_epoch_real"] + plan.counts["per_epoch_fake"])
+    loader = clip_loader(ds, pin_memory=info.device.type == "cuda")
+    if info.is_main:
+        n_train = sum(p.numel() for g in opt.param_groups for p in g["params"])
+        print(f"finetune: init {ft.init}, {info.world} process(es) on {info.device}, {n_train / 1e6:.2f}M trainable "
+              f"parameters; {plan.note}; excluded methods {list(excluded)}; {ds.batches_per_rank} batches per "
+              f"epoch and rank; {len(val_paths)} val shards", flush=True)
+    live = Live(live_dir, save_dvc_exp=False, dvcyaml=None) if info.is_main and live_dir else None
+    if live is not None:
+        live.log_params({"params_hash": meta["params_hash"], "init": ft.init, "balance": ft.balance,
+                         "exclude_methods": ",".join(excluded)})
+
+    best = {"val_auc": -math.inf, "epoch": -1, "weights": None, "val_threshold": None}
+    history, bad = [], 0
+    for epoch in range(ft.epochs):
+        torch.manual_seed(ft.seed * 1_000_003 + epoch * 1009 + info.rank)
+        record = {"epoch": epoch, **train_epoch(model, det, opt, loader, ds, epoch, ft, info)}
+        record.update(validate(det, val_paths, ft, info))
+        history.append(record)
+        if info.is_main:
+            print(f"epoch {epoch} done: " + " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                    for k, v in record.items()), flush=True)
+        log_epoch(live, record)
+        score = record["val_auc"]
+        if score is None:  # no val videos of both classes: nothing to select on, the last epoch is kept
+            best.update(val_auc=None, epoch=epoch, val_threshold=record.get("val_threshold"), weights=None)
+            continue
+        if best["val_auc"] is None or score > best["val_auc"]:
+            best.update(val_auc=score, epoch=epoch, val_threshold=record["val_threshold"],
+                        weights=copy.deepcopy({k: v.detach().cpu() for k, v in det.state_dict().items()}))
+            bad = 0
+        else:
+            bad += 1
+            if bad >= ft.patience:
+                if info.is_main:
+                    print(f"early stop: no better val AUC for {bad} epochs (best {best['val_auc']:.4f} "
+                          f"in epoch {best['epoch']})", flush=True)
+                break
+    if best["weights"] is not None:
+        det.load_state_dict(best["weights"])
+    summary = {"trained": True, "best_epoch": best["epoch"], "val_auc": best["val_auc"],
+               "val_threshold": best["val_threshold"], "history": history, "balance": plan.counts,
+               "init": ft.init, "exclude_methods": list(excluded)}
+    if info.is_main:
+        save_detector(out_path, det, {**meta, **summary})
+        if live is not None:
+            live.summary["best_val_auc"] = best["val_auc"]
+            live.end()
+        print(f"finished: best epoch {best['epoch']} (val AUC {best['val_auc']}); detector -> {out_path}",
+              flush=True)
+    if info.world > 1:
+        torch.distributed.barrier()
+    cleanup()
+    return summary
+
+
+def _empty_live(live_dir: str | None) -> None:
+    """A run with nothing to train still leaves valid (empty) DVCLive outputs for dvc.yaml."""
+    if live_dir:
+        Live(live_dir, save_dvc_exp=False, dvcyaml=None).end()
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--index", default="data/collect/finetune.json", help="collect-stage shard index (finetune)")
+    p.add_argument("--pretrain-index", default="data/collect/pretrain.json",
+                   help="collect-stage index of the pretraining corpora (real clips for balance: pretrain_reals)")
+    p.add_argument("--out", default="artifacts/finetune")
+    p.add_argument("--live", default="dvclive/finetune", help="DVCLive directory ('' to disable)")
+    p.add_argument("--exclude-method", action="append", default=None,
+                   help="leave this fake method out of training (repeatable; overrides finetune.exclude_methods)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch default)")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    overrides = {} if a.exclude_method is None else {"exclude_methods": tuple(a.exclude_method)}
+    try:
+        run(a.params, a.index, a.pretrain_index, a.out, a.live or None, **overrides)
+    except (FileNotFoundError, ValueError) as exc:  # missing encoder or index, bad params: words, no traceback
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

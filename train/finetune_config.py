@@ -1,0 +1,76 @@
+"""params.yaml -> the fine-tuning and evaluation configs (unknown keys are errors), and their hash."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+from ruamel.yaml import YAML
+
+from models.video import VideoEncoderConfig
+from train.augment import AugmentConfig
+from train.config import from_dict
+
+
+@dataclass(frozen=True)
+class HeadParams:
+    hidden: int | None = None         # MLP hidden width; null: the encoder width
+    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    init: str = "pretrained"          # pretrained (artifacts/pretrain/encoder.pt) | scratch (random weights)
+    encoder: str = "artifacts/pretrain/encoder.pt"
+    seed: int = 0
+    epochs: int = 30                  # upper bound; early stopping on val AUC usually ends the run
+    lr_head: float = 0.01             # paper Sec. 3.3: MLP head
+    lr_last_layer: float = 0.005      # last transformer layer (last TCN block for mstcn)
+    layer_decay: float = 0.9          # x this per earlier layer
+    lr_decay: float = 0.9             # x this per epoch, every group (the pretraining schedule)
+    weight_decay: float = 0.01        # AdamW, not on biases / norms / positional embeddings
+    grad_clip: float = 1.0
+    patience: int = 3                 # epochs without a higher val AUC before stopping
+    balance: str = "pretrain_reals"   # pretrain_reals | oversample | none
+    exclude_methods: tuple = ()       # fake methods left out of training (Table 2 sets this per stage)
+    clip: int = 25                    # frames per clip: 1 s
+    clips_per_sample: int = 4         # random clips per sample (segment) and epoch
+    batch_size: int = 32              # per process
+    num_workers: int = 2
+    shuffle_buffer: int = 256
+    max_steps_per_epoch: int | None = None  # cap for smoke runs; null: the whole epoch
+    eval_batch_size: int = 32         # clips per forward when scoring val videos
+    log_every: int = 20
+    bf16: bool = True                 # autocast on GPU
+    head: HeadParams = field(default_factory=HeadParams)
+
+
+@dataclass(frozen=True)
+class FinetuneSetup:
+    video: VideoEncoderConfig
+    augment: AugmentConfig            # the pretraining augmentation (pretrain.data.augment)
+    finetune: FinetuneConfig
+
+    def resolved(self) -> dict:
+        d = {"video": dataclasses.asdict(self.video.resolved()), "augment": dataclasses.asdict(self.augment),
+             "finetune": dataclasses.asdict(self.finetune)}
+        return json.loads(json.dumps(d))
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    with open(path) as f:
+        return YAML(typ="safe").load(f) or {}
+
+
+def load_setup(path: str | os.PathLike, **overrides) -> FinetuneSetup:
+    """Model, augmentation and fine-tuning params; `overrides` replace finetune keys (e.g. exclude_methods)."""
+    p = read_yaml(path)
+    ft = {**(p.get("finetune") or {}), **overrides}
+    augment = ((p.get("pretrain") or {}).get("data") or {}).get("augment")
+    return FinetuneSetup(from_dict(VideoEncoderConfig, (p.get("model") or {}).get("video")),
+                         from_dict(AugmentConfig, augment), from_dict(FinetuneConfig, ft))

@@ -131,13 +131,14 @@ def format_text(pred: Prediction, per_line: int = 10) -> str:
 
 
 def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path | None = None,
-        device: str | None = None, out=sys.stdout) -> int:
+        device: str | None = None, out=None) -> int:
     """Score every file; print text (or one JSON document); exit status 0, or 1 if any file was not scored."""
     from tqdm import tqdm
 
     from pipeline import video_crops as chain
     from train.scoring import load_detector
 
+    out = out or sys.stdout
     started, started_cpu = time.perf_counter(), chain.cpu_time()
     device = device or _default_device()
     params = chain.chain_params()  # bad params or missing weights stop here, before any model loads

@@ -66,8 +66,12 @@ class Prediction:
         return out
 
 
-def score_crops(crops: VideoCrops, detector, device: str = "cpu", batch_size: int = 8) -> Prediction:
-    """The detector's clip logits over every kept piece, the video score and the timeline."""
+def score_crops(crops: VideoCrops, detector, device: str = "cpu", batch_size: int = 8,
+                on_clips=None) -> Prediction:
+    """The detector's clip logits over every kept piece, the video score and the timeline.
+
+    `on_clips(scored, total)` reports progress every `batch_size` clips (progress display).
+    """
     import numpy as np
 
     from train.scoring import clip_starts, probability, video_clip_logits, video_score
@@ -78,11 +82,19 @@ def score_crops(crops: VideoCrops, detector, device: str = "cpu", batch_size: in
     if not crops.ok:
         return pred
     clip = detector.cfg.clip
+    total, done = sum(len(seg.frames) // clip for seg in crops.segments), 0
     logits = []
     for seg in crops.segments:
         video = seg.crops if seg.crops.ndim == 3 else _gray(seg.crops)  # align.color: the detector is grayscale
-        seg_logits = video_clip_logits(detector, video, device, batch_size) if len(video) >= clip else \
-            np.zeros(0, np.float32)
+        parts = []
+        # batch_size clips at a time: clips start at multiples of `clip` within the piece, so the chunks'
+        # logits are those of one call on the whole piece
+        for lo in range(0, len(video) // clip * clip, clip * batch_size):
+            parts.append(video_clip_logits(detector, video[lo:lo + clip * batch_size], device, batch_size))
+            done += len(parts[-1])
+            if on_clips:
+                on_clips(done, total)
+        seg_logits = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         for start, logit in zip(clip_starts(len(video), clip), seg_logits):
             pred.clips.append(Clip(int(seg.frames[start]), clip, float(logit), probability(float(logit))))
         logits.append(seg_logits)
@@ -108,7 +120,7 @@ def _gray(rgb):
     return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb])
 
 
-def format_text(pred: Prediction, per_line: int = 10) -> str:
+def format_text(pred: Prediction, per_line: int = 8) -> str:
     """What a person reads: the probability, which face was scored, the per-second timeline."""
     if not pred.ok:
         step = f" ({pred.failed_step} step)" if pred.failed_step and pred.failed_step != "open" else ""
@@ -133,8 +145,6 @@ def format_text(pred: Prediction, per_line: int = 10) -> str:
 def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path | None = None,
         device: str | None = None, out=None) -> int:
     """Score every file; print text (or one JSON document); exit status 0, or 1 if any file was not scored."""
-    from tqdm import tqdm
-
     from pipeline import video_crops as chain
     from train.scoring import load_detector
 
@@ -147,20 +157,13 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
     load_s, load_cpu_s = round(time.perf_counter() - started, 3), round(chain.cpu_time() - started_cpu, 3)
     predictions, strips = [], []
     for video in videos:
-        with tqdm(total=len(chain.STEPS) + 1, desc=Path(video).name, unit="step", file=sys.stderr,
-                  leave=False) as bar:
-            def on_step(name, bar=bar):
-                if name != chain.STEPS[0]:
-                    bar.update(1)
-                bar.set_postfix_str(name or "score", refresh=False)
-
-            crops = chain.video_crops(Path(video), params, models, on_step)
+        with FileProgress(Path(video).name) as progress:
+            crops = chain.video_crops(Path(video), params, models, progress.step)
             clock, cpu = time.perf_counter(), chain.cpu_time()
-            pred = score_crops(crops, detector, device)
+            pred = score_crops(crops, detector, device, on_clips=progress.clips)
             if crops.ok:
                 pred.seconds["score"] = round(time.perf_counter() - clock, 3)
                 pred.cpu_seconds["score"] = round(chain.cpu_time() - cpu, 3)
-            bar.update(bar.total - bar.n)
         predictions.append(pred)
         strips.append(_strip(crops, pred) if png else None)
         if not as_json:
@@ -177,6 +180,45 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
                "seconds": round(time.perf_counter() - started, 3), "videos": [p.to_json() for p in predictions]}
         print(json.dumps(doc, indent=1, sort_keys=True, default=str), file=out)
     return 0 if all(p.ok for p in predictions) else EXIT_UNSCORED
+
+
+class FileProgress:
+    """Progress of one file on stderr: the step running with its elapsed time (refreshed every second by a
+    helper thread: the preprocessing steps report nothing while they run), then the clips scored."""
+
+    def __init__(self, name: str):
+        import threading
+
+        from tqdm import tqdm
+
+        self.name = name
+        self.bar = tqdm(desc=name, file=sys.stderr, leave=False, bar_format="{desc}{elapsed}")
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self.bar.refresh()
+
+    def step(self, name: str) -> None:
+        self.bar.set_description(f"{self.name}: {name or 'score'}")
+
+    def clips(self, done: int, total: int) -> None:
+        if self.bar.total != total:
+            self._stop.set()  # from here on the bar moves by itself
+            self.bar.bar_format = None
+            self.bar.reset(total=total)
+            self.bar.unit = "clip"
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> "FileProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._ticker.join()
+        self.bar.close()
 
 
 def _strip(crops: VideoCrops, pred: Prediction) -> dict:

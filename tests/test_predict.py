@@ -175,3 +175,40 @@ def test_a_missing_detector_is_a_plain_error_before_any_video(scored, tmp_path):
         rc, out, err = run_cli(["predict", str(GRID[0]), "--detector", str(tmp_path / "none.pt")])
     assert rc == 2 and out == ""
     assert err.startswith("error: no fine-tuned detector at") and "Traceback" not in err
+
+
+def test_untrained_detector_marker_is_a_plain_error(scored, tmp_path):
+    from train.scoring import save_untrained
+
+    marker = tmp_path / "detector.pt"
+    save_untrained(marker, "no finetune corpus registered", {})
+    with project_env(scored["root"]):
+        rc, out, err = run_cli(["predict", str(GRID[0]), "--detector", str(marker)])
+    assert rc == 2 and out == "" and "was not trained: no finetune corpus registered" in err
+
+
+def test_clips_are_scored_per_piece_in_chunks_and_placed_at_their_frames(tmp_path):
+    """Two pieces (frames 30-289 and 400-459): 10 + 2 clips, tails left out, chunked scoring equal to one
+    call per piece, each clip at its own second, the video score the mean over both pieces."""
+    from pipeline.predict import format_text, score_crops
+    from pipeline.video_crops import Segment, VideoCrops
+    from train.scoring import load_detector, video_clip_logits
+
+    detector, _ = load_detector(tiny_detector_file(tmp_path / "d.pt"))
+    rng = np.random.default_rng(0)
+    pieces = [(30, 260), (400, 60)]
+    segments = [Segment(i, i, np.arange(first, first + n, dtype=np.int32),
+                        rng.integers(0, 256, (n, 96, 96), dtype=np.uint8), (0, 0, 100, 100), 1, "single-face",
+                        False) for i, (first, n) in enumerate(pieces)]
+    progress = []
+    pred = score_crops(VideoCrops(tmp_path / "v.mp4", n_frames=600, face_tracks=1, segments=segments), detector,
+                       batch_size=4, on_clips=lambda done, total: progress.append((done, total)))
+    assert [c.frame for c in pred.clips] == [30 + 25 * i for i in range(10)] + [400, 425]
+    expected = np.concatenate([video_clip_logits(detector, s.crops) for s in segments])
+    np.testing.assert_allclose([c.logit for c in pred.clips], expected, atol=1e-5)
+    assert pred.score == pytest.approx(float(expected.mean()), abs=1e-5)
+    assert progress == [(4, 12), (8, 12), (10, 12), (12, 12)]
+    assert [t["n_clips"] for t in pred.tracks] == [10, 2]
+    text = format_text(pred)
+    assert "frames 30-289 (1.2-11.6 s)" in text and "frames 400-459 (16.0-18.4 s)" in text
+    assert " 10.2s " in text and " 16.0s " in text and " 11.2s " not in text  # no second without a face

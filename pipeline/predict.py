@@ -120,13 +120,21 @@ def _gray(rgb):
     return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb])
 
 
-def format_text(pred: Prediction, per_line: int = 8) -> str:
-    """What a person reads: the probability, which face was scored, the per-second timeline."""
+def format_text(pred: Prediction, per_line: int = 8, val_threshold: float | None = None) -> str:
+    """What a person reads: the probability, which face was scored, the per-second timeline.
+
+    `val_threshold`: the detector's logit threshold chosen on val (finetune), when it has one.
+    """
     if not pred.ok:
         step = f" ({pred.failed_step} step)" if pred.failed_step and pred.failed_step != "open" else ""
         return f"{pred.file}: cannot score{step}: {pred.reason}"
     lines = [f"{pred.file}: fake probability {pred.probability:.3f} (mean clip logit {pred.score:+.3f} over "
              f"{len(pred.clips)} one-second clips of {pred.n_frames / FPS:.1f} s)"]
+    if val_threshold is not None:
+        from train.scoring import probability
+
+        lines[0] += (f"; at the detector's val threshold ({probability(val_threshold):.3f}): "
+                     f"{'fake' if pred.score > val_threshold else 'real'}")
     most = max(t["n_faces"] for t in pred.tracks)
     lines.append(f"  faces: {pred.face_tracks} face track{'s' * (pred.face_tracks != 1)} seen, at most {most} "
                  f"at once; scored:")
@@ -153,6 +161,7 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
     device = device or _default_device()
     params = chain.chain_params()  # bad params or missing weights stop here, before any model loads
     detector, meta = load_detector(detector_path, device)
+    val_threshold = meta.get("val_threshold") if isinstance(meta, dict) else None
     models = chain.load_models(params, device)
     load_s, load_cpu_s = round(time.perf_counter() - started, 3), round(chain.cpu_time() - started_cpu, 3)
     predictions, strips = [], []
@@ -167,7 +176,7 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
         predictions.append(pred)
         strips.append(_strip(crops, pred) if png else None)
         if not as_json:
-            print(format_text(pred), file=out, flush=True)
+            print(format_text(pred, val_threshold=val_threshold), file=out, flush=True)
     if png:
         from pipeline.predict_png import draw_predictions
 
@@ -176,6 +185,7 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
             print(f"wrote {png}", file=out)
     if as_json:
         doc = {"detector": str(detector_path), "detector_meta": _plain_meta(meta), "device": device,
+               "val_threshold": val_threshold,
                "load_seconds": load_s, "load_cpu_seconds": load_cpu_s,
                "seconds": round(time.perf_counter() - started, 3), "videos": [p.to_json() for p in predictions]}
         print(json.dumps(doc, indent=1, sort_keys=True, default=str), file=out)

@@ -61,8 +61,6 @@ class VideoCrops:
     reason: str = ""  # plain words why the file cannot be used; "" when it can
     step: str = ""  # the step that gave the reason
     n_frames: int = 0  # frames of the 25 fps video
-    width: int = 0
-    height: int = 0
     face_tracks: int = 0  # face tracks seen (all faces, not only the chosen one)
     segments: list[Segment] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
@@ -116,6 +114,8 @@ def video_crops(path: Path, params: ChainParams, models: ChainModels, on_step=No
             _run_steps(path, Path(tmp), params, models, result, on_step or (lambda step: None))
         except StageFailure as exc:
             result.reason, result.segments = exc.reason, []
+        except Exception as exc:  # one odd file must not stop the others from being scored
+            result.reason, result.segments = f"unexpected error: {type(exc).__name__}: {exc}", []
     return result
 
 
@@ -143,7 +143,6 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
     step("resample")
     details = resample_video(path, video, audio, params.resample)
     result.n_frames = int(details["n_frames"])
-    result.width, result.height = int(details["source_width"]), int(details["source_height"])
     step("track")
     tracks = track_video(video, audio if audio.exists() else None, params.track, models.face_detector,
                          models.syncnet, pretrain_real=False, scratch=tmp / "boxes.parquet")

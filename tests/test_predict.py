@@ -26,13 +26,13 @@ pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 TINY = dict(stem_channels=8, trunk_widths=(8, 8, 16, 16), width=32, heads=4, ffn=64, layers=2, max_frames=50)
 
 
-def tiny_detector_file(path):
+def tiny_detector_file(path, meta: dict | None = None):
     from models.detector import Detector, DetectorConfig
     from models.video import VideoEncoderConfig
     from train.scoring import save_detector
 
     torch.manual_seed(0)
-    save_detector(path, Detector(VideoEncoderConfig(**TINY), DetectorConfig(hidden=16)), {"note": "test"})
+    save_detector(path, Detector(VideoEncoderConfig(**TINY), DetectorConfig(hidden=16)), meta or {"note": "test"})
     return path
 
 
@@ -63,7 +63,7 @@ def scored(tmp_path_factory):
     files["not_video"].write_text("these are meeting notes, not a video\n")
     run_ffmpeg(["-i", str(GRID[0]), "-t", "0.6", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
                 str(files["short"])])
-    detector = tiny_detector_file(tmp / "detector.pt")
+    detector = tiny_detector_file(tmp / "detector.pt", {"val_threshold": 0.05})  # a logit, as finetune stores
     png = tmp / "out" / "timeline.png"
     with project_env(root):
         rc, out, err = run_cli(["predict", *map(str, files.values()), "--detector", str(detector), "--json",
@@ -160,8 +160,10 @@ def test_text_output_and_exit_status_of_the_command(scored):
     assert proc.returncode == 1, proc.stderr[-2000:]
     real = scored["videos"]["real"]
     lines = proc.stdout.splitlines()
+    verdict = "fake" if real["score"] > 0.05 else "real"
     assert lines[0] == (f"{GRID[0]}: fake probability {real['probability']:.3f} (mean clip logit "
-                        f"{real['score']:+.3f} over 3 one-second clips of 3.0 s)")
+                        f"{real['score']:+.3f} over 3 one-second clips of 3.0 s); at the detector's val threshold "
+                        f"(0.512): {verdict}")
     assert "1 face track seen, at most 1 at once" in lines[1]
     assert lines[2].strip().startswith("frames 0-74 (0.0-3.0 s), face box x")
     cells = " | ".join(f"{c['start_s']:5.1f}s {c['probability']:.2f}" for c in real["timeline"])

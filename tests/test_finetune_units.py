@@ -125,3 +125,19 @@ def test_group_metrics_per_method_against_all_reals():
     assert m["overall"]["acc_at_val_threshold"] == pytest.approx(accuracy(np.array([0, 0, 1, 1, 1, 1]),
                                                                           np.array([-1, 0.5, 2, 1, 0, -3]), 0.25))
     assert m["by_corpus"]["df"]["auc"] is None and m["by_corpus"]["df"]["n_fake"] == 2
+
+
+def test_video_score_pools_the_clip_logits_of_all_segments():
+    from train.videoscores import pool_videos
+
+    meta = lambda vid, seg, label="fake", method="Seam": {"corpus": "c", "video_id": vid, "segment": seg,  # noqa: E731
+                                                         "label": label, "method": method, "split": "test"}
+    segments = {"c__b__0001": (meta("b", 1), np.array([3.0], np.float32)),
+                "c__b__0000": (meta("b", 0), np.array([1.0, 2.0], np.float32)),
+                "c__a__0000": (meta("a", 0, "real", None), np.array([-0.5, 0.25, -1.0], np.float32)),
+                "c__z__0000": (meta("z", 0), np.array([], np.float32))}
+    a, b, z = pool_videos(segments)
+    assert (a.video_id, a.label, a.method, a.n_clips, a.n_segments) == ("a", "real", None, 3, 1)
+    assert a.score == pytest.approx(-1.25 / 3)
+    assert (b.n_clips, b.n_segments, b.score) == (3, 2, pytest.approx(2.0))  # mean over clips, not segments
+    assert z.score is None and z.n_clips == 0

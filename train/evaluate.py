@@ -167,14 +167,17 @@ def evaluate(detector_path: str, collect: Path, manifests: Path, crop_status: Pa
     return df, metrics
 
 
-def write_outputs(df: pd.DataFrame, metrics: dict, scores: Path, metrics_path: Path, plots: Path | None) -> None:
+def write_outputs(df: pd.DataFrame, metrics: dict, scores: Path, metrics_path: Path, plots: Path | None,
+                  groups: tuple[str, ...] = tuple(GROUPS)) -> None:
+    """scores.parquet, the metrics JSON and one ROC file per group and Table 3 column (an empty list when
+    a curve is undefined: nothing scored, or one class only)."""
     scores.parent.mkdir(parents=True, exist_ok=True)
     df.astype({"n_clips": "int64", "n_segments": "int64", "score": "float64", "probability": "float64"}) \
         .to_parquet(scores, index=False)
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     metrics_path.write_text(json.dumps(metrics, indent=1, sort_keys=True))
     if plots is not None:
-        curves = {g: df[df["group"] == g] for g in df["group"].unique()}
+        curves = {g: df[df["group"] == g] for g in groups}
         for name, ds in (metrics.get("cross_dataset") or {}).items():
             curves[f"dataset_{name}"] = df[df["corpus"].isin(ds["corpora"]) & (df["split"] == "test")]
         write_rocs(df, curves, plots)
@@ -209,7 +212,7 @@ def main(argv=None) -> None:
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     if info.is_main:
-        write_outputs(df, metrics, Path(a.scores), Path(a.metrics), Path(a.plots) if a.plots else None)
+        write_outputs(df, metrics, Path(a.scores), Path(a.metrics), Path(a.plots) if a.plots else None, groups)
         v = metrics.get("videos", {"scored": 0, "total": 0})
         print(f"evaluate: {v['scored']} of {v['total']} videos scored -> {a.scores}, {a.metrics}", file=sys.stderr)
     cleanup()

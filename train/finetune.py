@@ -18,7 +18,6 @@ import copy
 import hashlib
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -250,9 +249,11 @@ def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir:
 
 
 def _empty_live(live_dir: str | None) -> None:
-    """A run with nothing to train still leaves valid (empty) DVCLive outputs for dvc.yaml."""
+    """A run with nothing to train still leaves the DVCLive outputs dvc.yaml names (metrics.json, an empty
+    plots folder): DVC accepts them, and there is no curve to draw."""
     if live_dir:
         Live(live_dir, save_dvc_exp=False, dvcyaml=None).end()
+        (Path(live_dir) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
 
 
 def main(argv=None) -> None:

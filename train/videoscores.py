@@ -47,9 +47,11 @@ def segment_logits(detector: Detector, paths: list[str], device, batch_size: int
             continue
         out[key] = (meta, video_clip_logits(detector, video, device, batch_size))
         n += 1
-        if progress and (n == 1 or n % 100 == 0):
+        if progress and n % 100 == 0:
             print(f"{progress}: {n} segments scored ({n / (time.perf_counter() - t0):.1f}/s)",
                   file=sys.stderr, flush=True)
+    if progress:
+        print(f"{progress}: {n} segments scored in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     detector.train(was_training)
     return out
 

@@ -193,8 +193,8 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
 
 
 class FileProgress:
-    """Progress of one file on stderr: the step running with its elapsed time (refreshed every second by a
-    helper thread: the preprocessing steps report nothing while they run), then the clips scored."""
+    """Progress of one file on stderr: the step running with its elapsed time (on a terminal refreshed every
+    second by a helper thread: the preprocessing steps report nothing while they run), then the clips scored."""
 
     def __init__(self, name: str):
         import threading
@@ -205,7 +205,8 @@ class FileProgress:
         self.bar = tqdm(desc=name, file=sys.stderr, leave=False, bar_format="{desc}{elapsed}")
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, daemon=True)
-        self._ticker.start()
+        if sys.stderr.isatty():  # a log file gets the step changes only, not a line a second
+            self._ticker.start()
 
     def _tick(self) -> None:
         while not self._stop.wait(1.0):
@@ -227,7 +228,8 @@ class FileProgress:
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._ticker.join()
+        if self._ticker.is_alive():
+            self._ticker.join()
         self.bar.close()
 
 

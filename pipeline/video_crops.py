@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.params import load_params, stage_section
+from pipeline.params import load_params
 from pipeline.status import StageFailure
 from preprocess.align.config import AlignParams
 from preprocess.resample import ResampleParams
@@ -74,14 +74,15 @@ class VideoCrops:
 def chain_params(params: dict | None = None) -> ChainParams:
     """The stages' params and weights from params.yaml (the project's, or `params`), read as they read them."""
     from pipeline.stages import align as align_stage
+    from pipeline.stages import resample as resample_stage
     from pipeline.stages import track as track_stage
 
     params = load_params() if params is None else params
     align_params = align_stage.align_params(params)
     weights = track_stage.weight_files(params)  # plain-words FileNotFoundError when one is missing
     fan = align_stage.resolve_weights(align_params, params)
-    # As for a detection corpus (role finetune / eval): a file without audio can still be scored.
-    return ChainParams(stage_section(params, "resample", ResampleParams, require_audio=False),
+    # Read as for a file of an eval corpus: one without audio can still be scored (pretraining needs audio).
+    return ChainParams(resample_stage.resample_params("eval", params),
                        track_stage.track_params(params), align_params, weights["retinaface"], weights["syncnet"],
                        str(fan) if fan else None)
 

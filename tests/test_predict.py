@@ -2,8 +2,8 @@
 
 The detector is the real architecture, tiny and randomly initialised (its probabilities mean nothing; what is
 checked is that the right frames reach it and every file is accounted for). One in-process run scores a real
-GRID clip, a composite of two faces, a clip without a face, a non-video file and a too-short clip, with --json
-and --png; a second run, a real process, checks the text output and the exit status.
+GRID clip, a composite of two faces, a clip without a face, a non-video file, a too-short clip and a clip
+without audio, with --json and --png; a second run, a real process, checks the text output and the exit status.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
-    """One `predict --json --png` run over five files: (rc, {name: video record}, png, project root, inputs)."""
+    """One `predict --json --png` run over six files: (rc, {name: video record}, png, project root, inputs)."""
     from preprocess.ffmpeg import run_ffmpeg
     from test_track_real import composite
 
@@ -59,10 +59,12 @@ def scored(tmp_path_factory):
              "two_faces": composite(GRID[0], GRID[1], tmp / "two_faces.mkv", speaker_left=True, listener=True),
              "no_face": make_faceless(tmp / "no_face.mp4"),
              "not_video": tmp / "notes.mp4",
-             "short": tmp / "short.mp4"}
+             "short": tmp / "short.mp4",
+             "silent": tmp / "silent.mp4"}
     files["not_video"].write_text("these are meeting notes, not a video\n")
     run_ffmpeg(["-i", str(GRID[0]), "-t", "0.6", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
                 str(files["short"])])
+    run_ffmpeg(["-i", str(GRID[2]), "-an", "-c:v", "libx264", "-preset", "ultrafast", str(files["silent"])])
     detector = tiny_detector_file(tmp / "detector.pt", {"val_threshold": 0.05})  # a logit, as finetune stores
     png = tmp / "out" / "timeline.png"
     with project_env(root):
@@ -133,9 +135,14 @@ def test_a_file_that_cannot_be_scored_gets_a_plain_reason(scored, name, step, wo
     assert v["probability"] is None and v["timeline"] == []
 
 
+def test_a_file_without_audio_is_scored(scored):
+    v = scored["videos"]["silent"]
+    assert v["ok"] and len(v["timeline"]) == 3 and v["tracks"][0]["sync_method"] == "single-face"
+
+
 def test_unscored_files_make_a_non_zero_exit_and_the_others_are_still_scored(scored):
     assert scored["rc"] == 1
-    assert [n for n, v in scored["videos"].items() if v["ok"]] == ["real", "two_faces"]
+    assert [n for n, v in scored["videos"].items() if v["ok"]] == ["real", "two_faces", "silent"]
     assert "Traceback" not in scored["stderr"]
 
 
@@ -143,10 +150,10 @@ def test_png_draws_a_row_per_file(scored):
     import matplotlib.image
 
     image = matplotlib.image.imread(scored["png"])
-    assert image.shape[0] == round((1.9 * 5 + 0.3) * 100)  # five rows, one per file
-    rows = np.array_split(image[..., :3].mean(-1), 5)
+    assert image.shape[0] == round((1.9 * 6 + 0.3) * 100)  # six rows, one per file
+    rows = np.array_split(image[..., :3].mean(-1), 6)
     # scored rows show mouth crops (grey, textured); unscored rows are white with a line of text
-    assert rows[0].std() > 0.15 and rows[1].std() > 0.15
+    assert rows[0].std() > 0.15 and rows[1].std() > 0.15 and rows[5].std() > 0.15
     assert rows[2].mean() > rows[0].mean() + 0.1
 
 

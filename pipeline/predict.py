@@ -174,7 +174,7 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
                 pred.seconds["score"] = round(time.perf_counter() - clock, 3)
                 pred.cpu_seconds["score"] = round(chain.cpu_time() - cpu, 3)
         predictions.append(pred)
-        strips.append(_strip(crops, pred) if png else None)
+        strips.append(_strip(crops) if png else None)
         if not as_json:
             print(format_text(pred, val_threshold=val_threshold), file=out, flush=True)
     if png:
@@ -233,18 +233,15 @@ class FileProgress:
         self.bar.close()
 
 
-def _strip(crops: VideoCrops, pred: Prediction) -> dict:
-    """Per scored clip, the mouth crop of its middle frame (what the PNG shows under the timeline)."""
-    if not pred.ok:
-        return {}
-    by_frame = {}
+def _strip(crops: VideoCrops) -> dict:
+    """{frame: mouth crop} for the frames the PNG's filmstrip shows (those in a kept piece)."""
+    from pipeline.predict_png import strip_frames
+
+    out = {}
     for seg in crops.segments:
-        first = int(seg.frames[0])
-        for c in pred.clips:
-            mid = c.frame + c.frames // 2 - first
-            if 0 <= c.frame - first and mid < len(seg.frames):
-                by_frame[c.frame] = seg.crops[mid]
-    return by_frame
+        first, n = int(seg.frames[0]), len(seg.frames)
+        out.update({f: seg.crops[f - first] for f in strip_frames(crops.n_frames) if 0 <= f - first < n})
+    return out
 
 
 def _plain_meta(meta) -> dict:

@@ -1,8 +1,9 @@
 """`predict --png`: per video, the fake-probability timeline drawn over a strip of its mouth crops.
 
-One row per file: every scored second shows the mouth crop of its middle frame in its place on the time
-axis, the probability line runs over the crops, and the dashed line is 0.5. A file that was not scored gets
-a row with its reason, so the picture accounts for every file.
+One row per file: a filmstrip of SLOTS mouth crops, each the frame at the middle of its stretch of the time
+axis (blank where no face was kept), with the probability of each scored second drawn over it as a step line
+(the dashed line is 0.5). Crops stay about square whatever the video's length. A file that was not scored
+gets a row with its reason, so the picture accounts for every file.
 """
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_CROPS = 60  # crops drawn per row at most (evenly spread): a long video stays a readable strip
+FPS = 25
+SLOTS = 9  # crops per row: a row's axes are about 9 times as wide as high, so each crop is about square
+WIDTH, ROW_HEIGHT = 12.0, 1.9  # inches
+
+
+def strip_frames(n_frames: int) -> list[int]:
+    """The frames whose crops the filmstrip shows: the middle frame of each of SLOTS equal stretches."""
+    return [int((i + 0.5) * n_frames / SLOTS) for i in range(SLOTS)]
 
 
 def draw_predictions(predictions: list, strips: list[dict], png: Path) -> None:
@@ -19,9 +27,7 @@ def draw_predictions(predictions: list, strips: list[dict], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    longest = max([p.n_frames / 25 for p in predictions] + [1.0])
-    width = float(np.clip(1.0 + 0.5 * longest, 6.0, 24.0))
-    fig, axes = plt.subplots(len(predictions), 1, figsize=(width, 1.9 * len(predictions) + 0.3), dpi=100,
+    fig, axes = plt.subplots(len(predictions), 1, figsize=(WIDTH, ROW_HEIGHT * len(predictions) + 0.3), dpi=100,
                              squeeze=False)
     for ax, pred, strip in zip(axes[:, 0], predictions, strips):
         _draw_row(ax, pred, strip or {})
@@ -33,8 +39,9 @@ def draw_predictions(predictions: list, strips: list[dict], png: Path) -> None:
 
 
 def _draw_row(ax, pred, strip: dict) -> None:
+    """`strip`: {frame: crop} for the frames of strip_frames(pred.n_frames) that have one."""
     name = Path(pred.file).name
-    duration = max(pred.n_frames / 25, 1.0)
+    duration = max(pred.n_frames / FPS, 1.0)
     ax.set_xlim(0, duration)
     ax.set_ylim(0, 1)
     if not pred.ok:
@@ -45,13 +52,12 @@ def _draw_row(ax, pred, strip: dict) -> None:
         ax.set_yticks([])
         return
     clips = pred.clips
-    shown = clips if len(clips) <= MAX_CROPS else \
-        [clips[i] for i in np.unique(np.linspace(0, len(clips) - 1, MAX_CROPS).round().astype(int))]
-    for c in shown:
-        crop = strip.get(c.frame)
+    slot = duration / SLOTS
+    for i, frame in enumerate(strip_frames(pred.n_frames)):
+        crop = strip.get(frame)
         if crop is not None:
             ax.imshow(crop, cmap=None if crop.ndim == 3 else "gray", vmin=0, vmax=255,
-                      extent=(c.start_s, c.end_s, 0, 1), aspect="auto", alpha=0.85, zorder=1)
+                      extent=(i * slot, (i + 1) * slot, 0, 1), aspect="auto", alpha=0.85, zorder=1)
     xs, ys = [], []
     for prev, c in zip([None] + clips[:-1], clips):
         if prev is not None and c.frame != prev.frame + prev.frames:  # a second without a face: a break

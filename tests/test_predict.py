@@ -221,3 +221,19 @@ def test_clips_are_scored_per_piece_in_chunks_and_placed_at_their_frames(tmp_pat
     text = format_text(pred)
     assert "frames 30-289 (1.2-11.6 s)" in text and "frames 400-459 (16.0-18.4 s)" in text
     assert " 10.2s " in text and " 16.0s " in text and " 11.2s " not in text  # no second without a face
+
+
+def test_colour_crops_are_scored_as_their_grey_version(tmp_path):
+    """align.color: true gives RGB crops; the detector is grayscale, so they are scored converted to grey."""
+    import cv2
+
+    from pipeline.predict import score_crops
+    from pipeline.video_crops import Segment, VideoCrops
+    from train.scoring import load_detector, video_clip_logits
+
+    detector, _ = load_detector(tiny_detector_file(tmp_path / "d.pt"))
+    rgb = np.random.default_rng(1).integers(0, 256, (50, 96, 96, 3), dtype=np.uint8)
+    seg = Segment(0, 0, np.arange(50, dtype=np.int32), rgb, (0, 0, 100, 100), 1, "single-face", False)
+    pred = score_crops(VideoCrops(tmp_path / "v.mp4", n_frames=50, face_tracks=1, segments=[seg]), detector)
+    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb])
+    np.testing.assert_allclose([c.logit for c in pred.clips], video_clip_logits(detector, grey), atol=1e-5)

@@ -228,7 +228,7 @@ def test_finetune_evaluate_report_from_scratch_and_pretrained(proj, capsys):
 
     # Table 2: without the Jitter fakes, tested on them (and the reals)
     lomo, df_lomo, m_lomo = run_pair(proj, "lomo_jitter", methods_only=("Jitter",), init="scratch",
-                                     exclude_methods=["Jitter"], epochs=2)
+                                     exclude_methods=["Jitter"], epochs=1)
     assert lomo["balance"]["finetune_fake"] == 3 and lomo["exclude_methods"] == ["Jitter"]
     assert set(df_lomo["method"].dropna()) == {"Jitter"} and (df_lomo["label"] == "real").sum() == 2
 
@@ -286,12 +286,11 @@ def test_ranks_score_disjoint_shares_that_cover_every_segment_once(proj):
     torch.manual_seed(0)
     det = Detector(VideoEncoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in VIDEO.items()}),
                    DetectorConfig(hidden=8)).eval()
-    paths = [e["path"] for sp in ("train", "val", "test")
-             for e in json.loads((proj / "collect" / "finetune.json").read_text()).get(sp, [])]
+    paths = [e["path"] for e in json.loads((proj / "collect" / "finetune.json").read_text())["train"]]
     whole = segment_logits(det, paths, "cpu", 8)
-    parts = [segment_logits(det, paths, "cpu", 8, rank=r, world=3) for r in range(3)]
+    parts = [segment_logits(det, paths, "cpu", 8, rank=r, world=2) for r in range(2)]
     keys = [k for p in parts for k in p]
-    assert len(keys) == len(set(keys)) == len(whole) == 18  # 6 real + 12 fake GRID segments
+    assert len(keys) == len(set(keys)) == len(whole) == 9  # 3 real + 6 fake segments (3 train speakers), odd
     merged = {k: v for p in parts for k, v in p.items()}
     a, b = pool_videos(whole), pool_videos(merged)
     assert [(v.video_id, v.n_clips) for v in a] == [(v.video_id, v.n_clips) for v in b]

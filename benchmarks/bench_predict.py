@@ -36,12 +36,23 @@ STEPS = ("resample", "track", "align", "score")
 
 def looped_source(clip: Path, seconds: int, fps: float, work: Path) -> Path:
     from preprocess.ffmpeg import run_ffmpeg
+    from preprocess.probe import probe
 
     out = work / f"{clip.stem}-{seconds}s-{fps:g}fps.mp4"
-    if not out.exists():
-        rate = [] if fps == 25 else ["-vf", f"fps={fps}"]
-        run_ffmpeg(["-stream_loop", "-1", "-i", str(clip), "-t", str(seconds), *rate, "-c:v", "libx264",
-                    "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-c:a", "aac", str(out)])
+    if out.exists():
+        return out
+    # Through an .mkv copy (-stream_loop fails on FLV), looped without filters (timestamps restart at every
+    # loop and would confuse the fps filter), then brought to `fps` in a pass of its own when it differs.
+    base, looped = work / f"{clip.stem}-base.mkv", work / f"{clip.stem}-looped.mkv"
+    run_ffmpeg(["-i", str(clip), "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-c:a", "pcm_s16le",
+                str(base)])
+    run_ffmpeg(["-stream_loop", "-1", "-i", str(base), "-t", str(seconds), "-c:v", "libx264", "-preset",
+                "veryfast", "-crf", "18", "-c:a", "pcm_s16le", str(looped)])
+    rate = [] if abs((probe(looped).fps or fps) - fps) < 0.01 else ["-vf", f"fps={fps}"]
+    run_ffmpeg(["-i", str(looped), *rate, "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt",
+                "yuv420p", "-c:a", "aac", str(out)])
+    base.unlink()
+    looped.unlink()
     return out
 
 

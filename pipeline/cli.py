@@ -1,4 +1,5 @@
-"""Command line: `python -m pipeline corpus ...`, `python -m pipeline stage ...`, `python -m pipeline status`."""
+"""Command line: `python -m pipeline corpus ...`, `python -m pipeline stage ...`, `python -m pipeline status`,
+`python -m pipeline predict VIDEO...`."""
 from __future__ import annotations
 
 import argparse
@@ -53,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--png", required=True)
     preview.add_argument("--samples", type=int, default=16)
     sub.add_parser("collect", help="list the shards feeding each training role (the dvc stage `collect`)")
+
+    from pipeline import predict
+
+    predict.add_arguments(sub.add_parser(
+        "predict", help="fake probability of video files, with a per-second timeline (fine-tuned detector)"))
     return parser
 
 
@@ -86,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import collect
 
             return collect.main()
+        if args.command == "predict":
+            from pipeline import predict
+
+            return predict.main(args)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)

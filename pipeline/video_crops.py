@@ -1,0 +1,172 @@
+"""One video file to the mouth crops of its chosen face, in process: the resample, track and align steps of
+the DVC stages (the same preprocess/ functions, the same params.yaml sections and weights), in a temporary
+folder, without DVC, the corpus registry or a dask cluster.
+
+Used by `python -m pipeline predict`. Models are loaded once (`load_models`) and reused for every file; a
+file that cannot be used gets a plain-words reason, never an exception.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.params import load_params
+from pipeline.status import StageFailure
+from preprocess.align.config import AlignParams
+from preprocess.resample import ResampleParams
+from preprocess.track.params import TrackParams
+
+STEPS = ("resample", "track", "align")
+
+
+@dataclass(frozen=True)
+class ChainParams:
+    """What the stages read from params.yaml: their sections and the weight files they load."""
+    resample: ResampleParams
+    track: TrackParams
+    align: AlignParams
+    retinaface: str
+    syncnet: str | None
+    fan: str | None
+
+
+@dataclass
+class ChainModels:
+    face_detector: object  # preprocess.track.detect.RetinaFaceBatch
+    syncnet: object | None  # preprocess.track.syncnet.SyncNetScorer, when weights.syncnet is set
+    landmarker: object  # preprocess.align.video.make_landmarker's result
+
+
+@dataclass
+class Segment:
+    """One kept piece of the chosen face track (the align stage's piece: a sample's <segment> in shards)."""
+    piece: int
+    track_segment: int
+    frames: np.ndarray  # (T,) int32: frame indices in the 25 fps video
+    crops: np.ndarray  # (T, 96, 96) uint8, or (T, 96, 96, 3) with align.color
+    box: tuple[float, float, float, float]  # median face box x1, y1, x2, y2 in frame pixels
+    n_faces: int  # most faces seen at once during the track segment
+    sync_method: str  # how the face was chosen: single-face, av-energy, syncnet, ...
+    speaker_ambiguous: bool
+
+
+@dataclass
+class VideoCrops:
+    path: Path
+    reason: str = ""  # plain words why the file cannot be used; "" when it can
+    step: str = ""  # the step that gave the reason
+    n_frames: int = 0  # frames of the 25 fps video
+    face_tracks: int = 0  # face tracks seen (all faces, not only the chosen one)
+    segments: list[Segment] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # CPU time per step, ffmpeg children included
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+
+def chain_params(params: dict | None = None) -> ChainParams:
+    """The stages' params and weights from params.yaml (the project's, or `params`), read as they read them."""
+    from pipeline.stages import align as align_stage
+    from pipeline.stages import resample as resample_stage
+    from pipeline.stages import track as track_stage
+
+    params = load_params() if params is None else params
+    align_params = align_stage.align_params(params)
+    weights = track_stage.weight_files(params)  # plain-words FileNotFoundError when one is missing
+    fan = align_stage.resolve_weights(align_params, params)
+    # Read as for a file of an eval corpus: one without audio can still be scored (pretraining needs audio).
+    return ChainParams(resample_stage.resample_params("eval", params),
+                       track_stage.track_params(params), align_params, weights["retinaface"], weights["syncnet"],
+                       str(fan) if fan else None)
+
+
+def load_models(params: ChainParams, device: str = "cpu") -> ChainModels:
+    from preprocess.align.video import make_landmarker
+    from preprocess.track.detect import RetinaFaceBatch
+
+    syncnet = None
+    if params.syncnet:
+        from preprocess.track.syncnet import SyncNetScorer
+
+        syncnet = SyncNetScorer(Path(params.syncnet), vshift=params.track.syncnet_vshift)
+    return ChainModels(RetinaFaceBatch(Path(params.retinaface), params.track.detector(), device=device), syncnet,
+                       make_landmarker(params.align, Path(params.fan) if params.fan else None))
+
+
+def video_crops(path: Path, params: ChainParams, models: ChainModels, on_step=None) -> VideoCrops:
+    """Resample, track and align `path` in a temporary folder; the crops of every kept piece, in order.
+
+    `on_step(name)` is called as each step starts (progress display).
+    """
+    path = Path(path)
+    result = VideoCrops(path)
+    if not path.is_file():
+        result.reason, result.step = ("no such file" if not path.exists() else "not a file"), "open"
+        return result
+    with tempfile.TemporaryDirectory(prefix="avlips-predict-") as tmp:
+        try:
+            _run_steps(path, Path(tmp), params, models, result, on_step or (lambda step: None))
+        except StageFailure as exc:
+            result.reason, result.segments = exc.reason, []
+        except Exception as exc:  # one odd file must not stop the others from being scored
+            result.reason, result.segments = f"unexpected error: {type(exc).__name__}: {exc}", []
+    return result
+
+
+def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, result: VideoCrops,
+               on_step) -> None:
+    import pandas as pd
+
+    from preprocess.align.video import align_video, load_aligned
+    from preprocess.resample import resample_video
+    from preprocess.track.video import track_video
+
+    video, audio = tmp / "video.mkv", tmp / "audio.wav"
+    clock, cpu = time.perf_counter(), cpu_time()
+
+    def step(name: str) -> None:
+        nonlocal clock, cpu
+        now, now_cpu = time.perf_counter(), cpu_time()
+        if result.step:
+            result.seconds[result.step] = round(now - clock, 3)
+            result.cpu_seconds[result.step] = round(now_cpu - cpu, 3)
+        clock, cpu = now, now_cpu
+        result.step = name
+        on_step(name)
+
+    step("resample")
+    details = resample_video(path, video, audio, params.resample)
+    result.n_frames = int(details["n_frames"])
+    step("track")
+    tracks = track_video(video, audio if audio.exists() else None, params.track, models.face_detector,
+                         models.syncnet, pretrain_real=False, scratch=tmp / "boxes.parquet")
+    result.face_tracks = int(tracks.details["face_tracks"])
+    step("align")
+    aligned = tmp / "aligned.npz"
+    align_video(video, audio if audio.exists() else None, tracks.boxes, pd.DataFrame(tracks.segments),
+                params.align, models.landmarker, aligned)
+    arrays, meta = load_aligned(aligned, keys=("piece", "frame", "crops", "boxes"))
+    step("")
+    result.segments = [_segment(piece, arrays) for piece in meta["pieces"]]
+
+
+def cpu_time() -> float:
+    """CPU seconds of this process (all threads) and its finished children (ffmpeg): on a shared machine,
+    the work done, where wall time also counts the waiting."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _segment(piece: dict, arrays: dict) -> Segment:
+    sel = arrays["piece"] == piece["segment"]
+    return Segment(piece["segment"], piece["track_segment"], arrays["frame"][sel], arrays["crops"][sel],
+                   tuple(round(float(v), 1) for v in np.median(arrays["boxes"][sel], axis=0)),
+                   int(piece.get("n_faces") or 1), str(piece.get("sync_method") or ""),
+                   bool(piece.get("speaker_ambiguous")))

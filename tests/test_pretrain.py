@@ -51,7 +51,7 @@ def write_params(path: Path, d: Path, data=None, video=None, **pretrain) -> Path
             "head": {"tokens": 1, "dim": 64},
         },
         "pretrain": {"seed": 0, "lr": 0.001, "min_lr": 0.0001, "weight_decay": 0.0, "patience": 1000,
-                     "data": {"window": 50, "batch_size": 6, "num_workers": 0,
+                     "data": {"window": 50, "batch_size": 6, "num_workers": 0, "min_frames": 50,
                               "augment": {"blur_prob": 0.0, "noise_prob": 0.0, "brightness": 0.0}, **(data or {})},
                      **pretrain},
     }

@@ -18,7 +18,7 @@ from train.data import LoaderConfig
 @dataclass(frozen=True)
 class LearningRates:
     """Peak AdamW rates per module (reached at the end of the warm-up). The wav2vec2 CNN stays frozen."""
-    video: float = 0.01               # video encoder: the paper's initial rate (section 4.1)
+    video: float = 0.001              # video encoder (the paper: 0.01, which collapses here; README)
     audio: float = 1e-5               # wav2vec2 transformer: low enough to keep pretrained weights intact
     heads: float = 0.001              # both projection heads
 
@@ -28,7 +28,7 @@ class PretrainConfig:
     seed: int = 0
     epochs: int = 100                 # upper bound; early stopping usually ends the run
     lr: LearningRates = field(default_factory=LearningRates)
-    warmup_steps: int = 1000          # linear warm-up from 0 over the first optimizer steps
+    warmup_steps: int = 200           # linear warm-up from 0 over the first optimizer steps
     lr_decay: float = 0.9             # then x lr_decay per epoch (paper 4.1) ...
     min_lr: float = 1e-4              # ... down to this video rate; other modules floor at the same fraction
     weight_decay: float = 0.01

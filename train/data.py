@@ -44,8 +44,8 @@ class LoaderConfig:
     batch_size: int = 32        # per rank
     num_workers: int = 4        # loader processes per rank, kept alive across epochs
     min_frames: int = 100       # shorter clips are not used (paper: "more than 100 continuous frames")
-    open_shards: int = 16       # shards each reader draws from at once (local shards: a few kB each, open)
-    shuffle_buffer: int = 1000  # windows held per reader (a 50-frame 96x96 gray window + audio: 0.59 MB)
+    open_shards: int = 64       # shards each reader draws from at once (open: ~0.3 kB per clip of catalog)
+    shuffle_buffer: int = 256   # windows held per reader on top (a 50-frame 96x96 gray window + audio: 0.59 MB)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -270,18 +270,18 @@ class _OpenShard:
                 self.file.close()
             return sample
         sample = next(self.stream, None)
-        self.left = max(1, self.left - 1)
+        self.left = 0 if sample is None else max(1, self.left - 1)
         return sample
 
 
 class TrainWindows(IterableDataset):
     """Yields whole batches {"key": [key@start], "video": (B, window, crop, crop), "audio": (B, window * 640)}.
 
-    Per epoch, each usable clip (audio, >= max(window, min_frames) frames) is read once by exactly one
-    reader; a reader whose share is smaller than its quota of batches starts a second pass over its share
-    (in a new order), one whose share is larger leaves the rest unread for that epoch (other clips
-    each epoch, as the shards are dealt anew). Shares differ by at most a shard when there are at least
-    as many shards as readers, and by one clip otherwise.
+    Usable clips: with audio and at least max(window, min_frames) frames. Every reader (rank x worker) takes
+    its clips from every shard, dealt by their place in the epoch's order (see _owner), so each epoch reads
+    batches_per_rank x world x batch_size distinct clips, each once: all of them but fewer than
+    world x batch_size left over, which ones changing with the epoch. Only a corpus smaller than one global
+    batch repeats clips (a reader then starts another pass over its share, in a new order).
     """
 
     def __init__(self, shards: list[ShardInfo], cfg: LoaderConfig, seed: int = 0, rank: int = 0,
@@ -315,19 +315,19 @@ class TrainWindows(IterableDataset):
         quota = self.batches_per_rank // nw + (wid < self.batches_per_rank % nw)
         return self.rank * nw + wid, self.world * nw, quota
 
-    def _share(self, slot: int, slots: int, epoch: int) -> list[tuple[ShardInfo, int | None]]:
-        """This reader's shards, with the offset of their first clip in the epoch's order (None: all of
-        the shard is this reader's)."""
+    def _owner(self, i: int, nw: int) -> int:
+        """The reader of the clip with index i in the epoch's order. Clip i goes to batch slot i mod Nb
+        (Nb = the epoch's batches over all ranks; slot n: rank n mod world, that rank's batch n // world,
+        made by its worker (n // world) mod nw, as the DataLoader takes batches from workers in turn), so
+        each reader gets exactly the clips its quota of batches needs, spread over every shard."""
+        n = i % (self.batches_per_rank * self.world)
+        return (n % self.world) * nw + (n // self.world) % nw
+
+    def _clips(self, slot: int, nw: int, epoch: int, rng: np.random.Generator) -> Iterator[tuple]:
         # the same shard order on every rank and worker: a function of (seed, epoch) only
         perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.shards))
-        if len(perm) >= slots:  # enough shards: each reader gets its own
-            return [(self.shards[i], None) for i in perm[slot::slots]]
-        # small corpora: every reader takes every slots-th clip of the whole order, so none is left empty
         offsets = np.concatenate([[0], np.cumsum([self.counts[i] for i in perm])])
-        return [(self.shards[i], int(offsets[n])) for n, i in enumerate(perm)]
-
-    def _clips(self, slot: int, slots: int, epoch: int, rng: np.random.Generator) -> Iterator[tuple]:
-        share = self._share(slot, slots, epoch)
+        share = [(self.shards[i], int(offsets[n])) for n, i in enumerate(perm)]
         n_pass = 0
         while True:
             kept = 0
@@ -340,17 +340,16 @@ class TrainWindows(IterableDataset):
                     if nxt is None:
                         break
                     shard, offset = nxt
-                    keep = (lambda j: True) if offset is None else (lambda j, o=offset: (o + j) % slots == slot)
-                    opened.append(_OpenShard(shard, keep, rng, self.cfg))
-                opened = [o for o in opened if o.left > 0 and (not o.local or o.refs)]
+                    opened.append(_OpenShard(shard, lambda j, o=offset: self._owner(o + j, nw) == slot, rng,
+                                             self.cfg))
+                opened = [o for o in opened if o.left > 0]
                 if not opened:
                     break
-                # uniform over the clips the open shards have left
+                # uniform over the clips the open shards have left for this reader
                 weights = np.array([o.left for o in opened], np.float64)
                 pick = opened[int(rng.choice(len(opened), p=weights / weights.sum()))]
                 sample = pick.next()
                 if sample is None:
-                    pick.left = 0
                     continue
                 key, video, audio, meta = decode_sample(sample)
                 if not usable(video, meta, self.cfg.window, self.cfg.min_frames):
@@ -373,7 +372,7 @@ class TrainWindows(IterableDataset):
         size = max(1, min(self.cfg.shuffle_buffer, self.total // slots))
         buffer: list = []
         batch: list = []
-        windows = self._clips(slot, slots, epoch, rng)
+        windows = self._clips(slot, slots // self.world, epoch, rng)
         produced = 0
         while produced < quota:
             while len(buffer) < size:

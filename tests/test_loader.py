@@ -178,3 +178,38 @@ def test_index_and_eval_windows(tmp_path, shards):
     assert len(wins) == 18 and wins[1][0].endswith("@12")
     again = list(eval_windows(shards, cfg, starts=(0, 12, 25), limit=4))
     assert len(again) == 4 and all(torch.equal(a[1], b[1]) for a, b in zip(wins, again))
+
+
+def test_each_clip_read_once_per_epoch_over_ranks_and_workers(uneven):
+    # 8 clips, 2 ranks x 2 workers, batch 2: 2 batches per rank use all 8 clips, each exactly once
+    cfg = LC(batch_size=2, num_workers=2, augment=NO_AUG)
+    for epoch in (0, 1):
+        keys = []
+        for rank in range(2):
+            loader, ds = train_loader(uneven, cfg, seed=0, rank=rank, world=2)
+            ds.set_epoch(epoch)
+            keys += [k.rsplit("@", 1)[0] for b in loader for k in b["key"]]
+        assert len(keys) == 8 and len(set(keys)) == 8
+
+
+def test_workers_persist_across_epochs_and_see_the_epoch(shards):
+    cfg = LC(batch_size=1, num_workers=2, shuffle_buffer=2, augment=NO_AUG)
+    loader, ds = train_loader(shards, cfg, seed=3, rank=0, world=1)
+    runs, pids = [], []
+    for epoch in (0, 1, 0):
+        ds.set_epoch(epoch)
+        runs.append([k for b in loader for k in b["key"]])
+        pids.append([w.pid for w in loader._iterator._workers])
+    assert pids[0] == pids[1] == pids[2]              # the same worker processes every epoch
+    assert runs[0] == runs[2] and runs[0] != runs[1]  # and set_epoch reached them: replay, reshuffle
+    fresh, fresh_ds = train_loader(shards, cfg, seed=3, rank=0, world=1)
+    fresh_ds.set_epoch(1)
+    assert [k for b in fresh for k in b["key"]] == runs[1]  # epoch 1 alone equals epoch 1 after epoch 0
+
+
+def test_min_frames_drops_short_clips(shards):
+    # the GRID clips have 75 frames: min_frames above that leaves nothing, at or below keeps all 6
+    assert TrainWindows(shards, LC(min_frames=75)).total == 6
+    with pytest.raises(ValueError, match="min_frames 76"):
+        TrainWindows(shards, LC(min_frames=76))
+    assert len(list(eval_windows(shards, LC(min_frames=76)))) == 0

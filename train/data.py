@@ -373,10 +373,12 @@ class TrainWindows(IterableDataset):
         buffer: list = []
         batch: list = []
         windows = self._clips(slot, slots // self.world, epoch, rng)
-        produced = 0
+        produced, needed = 0, quota * self.cfg.batch_size
         while produced < quota:
-            while len(buffer) < size:
+            # filled only with clips this epoch will use: reading past the share would start a second pass
+            while len(buffer) < min(size, needed):
                 buffer.append(next(windows))
+            needed -= 1
             # swap-remove: O(1), and as random as pop(i)
             i = int(rng.integers(len(buffer)))
             buffer[i], buffer[-1] = buffer[-1], buffer[i]

@@ -19,8 +19,9 @@ from train.data import LoaderConfig
 class LearningRates:
     """Peak AdamW rates per module (reached at the end of the warm-up). The wav2vec2 CNN stays frozen."""
     video: float = 0.001              # video encoder (the paper: 0.01, which collapses here; README)
-    audio: float = 1e-5               # wav2vec2 transformer: low enough to keep pretrained weights intact
+    audio: float = 1e-5               # pretrained wav2vec2 transformer: low enough to keep its weights intact
     heads: float = 0.001              # both projection heads
+    audio_scratch: float = 0.001      # a random-init wav2vec2 (model.audio.pretrained: false): nothing to keep
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from train.distributed import DistInfo, all_reduce_mean, cleanup, init_from_env,
 from train.retrieval import a2v_topk, embed_windows
 
 
-MODULES = ("video", "audio", "heads")
+MODULES = ("video", "audio", "heads", "audio_scratch")  # audio_scratch: the audio encoder when not pretrained
 
 
 def lr_factor(epoch: int, step: int, cfg: PretrainConfig) -> float:
@@ -46,10 +46,12 @@ def lr_at(epoch: int, step: int, cfg: PretrainConfig) -> dict[str, float]:
     return {m: getattr(cfg.lr, m) * f for m in MODULES}
 
 
-def module_of(name: str) -> str:
+def module_of(name: str, audio_pretrained: bool = True) -> str:
     """Parameter name of AVContrastiveModel -> its learning-rate module."""
     top = name.split(".", 1)[0]
-    return top if top in ("video", "audio") else "heads"
+    if top == "audio":
+        return "audio" if audio_pretrained else "audio_scratch"
+    return top if top == "video" else "heads"
 
 
 def set_lrs(opt: torch.optim.Optimizer, lrs: dict[str, float]) -> None:
@@ -72,7 +74,7 @@ def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.O
     groups: dict[tuple[str, bool], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:  # the frozen wav2vec2 CNN stays out
-            groups.setdefault((module_of(name), p.ndim >= 2), []).append(p)
+            groups.setdefault((module_of(name, model.audio.pretrained), p.ndim >= 2), []).append(p)
     lrs = lr_at(0, 0, cfg)
     return torch.optim.AdamW([{"params": ps, "module": m, "lr": lrs[m], "weight_decay": cfg.weight_decay if decay
                                else 0.0} for (m, decay), ps in sorted(groups.items())], lr=lrs["video"])
@@ -110,6 +112,8 @@ def train_one_epoch(model, loss_fn, opt, loader, ds, epoch, cfg: PretrainConfig,
                                                                               cfg.max_steps_per_epoch)
     global_batch = cfg.data.batch_size * info.world
     guard = state["guard"]
+    used = [m for m in MODULES if any(g["module"] == m for g in opt.param_groups)]
+    audio = next((m for m in used if m.startswith("audio")), "audio")
     total, total_spread, steps, collapsed, t0 = 0.0, 0.0, 0, False, time.perf_counter()
     for batch in loader:
         if steps == n_steps:
@@ -137,13 +141,13 @@ def train_one_epoch(model, loss_fn, opt, loader, ds, epoch, cfg: PretrainConfig,
                       "lengthen pretrain.warmup_steps.", flush=True)
         if info.is_main and (steps == 1 or steps % cfg.log_every == 0):
             print(f"epoch {epoch} step {steps}/{n_steps} loss {value:.4f} spread {s:.3f} "
-                  + " ".join(f"lr_{m} {v:.2e}" for m, v in lrs.items()), flush=True)
+                  + " ".join(f"lr_{m} {lrs[m]:.2e}" for m in used), flush=True)
     seconds = time.perf_counter() - t0
     loss = all_reduce_mean(total / max(steps, 1), info)
     if not math.isfinite(loss):
         raise FloatingPointError(f"training loss is {loss} in epoch {epoch}; lower pretrain.lr or set grad_clip")
     clips = steps * cfg.data.batch_size * info.world
-    return {"loss": loss, "lr": lrs["video"], "lr_audio": lrs["audio"], "lr_heads": lrs["heads"],
+    return {"loss": loss, "lr": lrs["video"], "lr_audio": lrs[audio], "lr_heads": lrs["heads"],
             "spread": total_spread / max(steps, 1), "collapsed": float(collapsed or guard["run"] >= cfg.collapse_steps),
             "clips_per_s": clips / seconds, "seconds": seconds, "peak_mem_gb": peak_memory_gb(info.device)}
 

@@ -113,7 +113,7 @@ def train_one_epoch(model, loss_fn, opt, loader, ds, epoch, cfg: PretrainConfig,
     global_batch = cfg.data.batch_size * info.world
     guard = state["guard"]
     used = [m for m in MODULES if any(g["module"] == m for g in opt.param_groups)]
-    audio = next((m for m in used if m.startswith("audio")), "audio")
+    audio_module = next((m for m in used if m.startswith("audio")), "audio")
     total, total_spread, steps, collapsed, t0 = 0.0, 0.0, 0, False, time.perf_counter()
     for batch in loader:
         if steps == n_steps:
@@ -147,7 +147,7 @@ def train_one_epoch(model, loss_fn, opt, loader, ds, epoch, cfg: PretrainConfig,
     if not math.isfinite(loss):
         raise FloatingPointError(f"training loss is {loss} in epoch {epoch}; lower pretrain.lr or set grad_clip")
     clips = steps * cfg.data.batch_size * info.world
-    return {"loss": loss, "lr": lrs["video"], "lr_audio": lrs[audio], "lr_heads": lrs["heads"],
+    return {"loss": loss, "lr": lrs["video"], "lr_audio": lrs[audio_module], "lr_heads": lrs["heads"],
             "spread": total_spread / max(steps, 1), "collapsed": float(collapsed or guard["run"] >= cfg.collapse_steps),
             "clips_per_s": clips / seconds, "seconds": seconds, "peak_mem_gb": peak_memory_gb(info.device)}
 

@@ -61,7 +61,8 @@ def main() -> None:
     print(f"{audio_cfg.layers} layers x {audio_cfg.hidden} wav2vec2, random init (std 0.02); {a.steps} steps, "
           f"batch {a.batch}; video/heads at {cfg.lr.video:g}/{cfg.lr.heads:g}", flush=True)
     for rate in a.rates:
-        run = dataclasses.replace(cfg, data=data, warmup_steps=0, lr=dataclasses.replace(cfg.lr, audio=rate, audio_scratch=rate))
+        rates = dataclasses.replace(cfg.lr, audio=rate, audio_scratch=rate)  # the model is random-init
+        run = dataclasses.replace(cfg, data=data, warmup_steps=0, lr=rates)
         torch.manual_seed(0)
         model = AVContrastiveModel(model_cfg)
         w0 = [q.detach().clone() for q in model.audio.wav2vec2.encoder.parameters()]

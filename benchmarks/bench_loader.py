@@ -69,7 +69,8 @@ def main() -> None:
         # one epoch of `batches + 1` batches of real clips (the demo clips repeated under new keys)
         shards = repeated_corpus(source, (args.batches + 1) * args.batch_size, args.shard_size, Path(tmp))
         print(f"{len(shards)} shards of up to {args.shard_size} clips, batch {cfg.batch_size}, window {cfg.window} "
-              f"frames, crop {cfg.augment.crop}; loader {', '.join(f'{k} {v}' for k, v in dataclasses.asdict(cfg).items() if k != 'augment')}")
+              f"frames, crop {cfg.augment.crop}; loader "
+              + ", ".join(f"{k} {v}" for k, v in dataclasses.asdict(cfg).items() if k != "augment"))
         rate = pairs_per_second(TrainWindows(shards, cfg), cfg.batch_size)
         print(f"in process (one worker's work): {rate:.0f} augmented pairs/s")
         for workers in (1, 2):

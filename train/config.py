@@ -65,8 +65,8 @@ def from_dict(cls, d: dict | None):
         t = hints[k]
         if dataclasses.is_dataclass(t):
             if v is not None and not isinstance(v, dict):
-                raise ValueError(f"{cls.__name__}.{k} is a section ({', '.join(f.name for f in dataclasses.fields(t))}), "
-                                 f"not {v!r}")
+                keys = ", ".join(f.name for f in dataclasses.fields(t))
+                raise ValueError(f"{cls.__name__}.{k} is a section ({keys}), not {v!r}")
             v = from_dict(t, v)
         elif isinstance(v, list):
             v = tuple(v)

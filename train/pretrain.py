@@ -207,7 +207,8 @@ def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
         print(f"{why} ({info.world} process(es), device {info.device}, params {params_hash})", flush=True)
         print(model.audio.describe(), flush=True)
     if state is None:
-        state = {"epoch": -1, "step": 0, "guard": {"run": 0, "longest": 0}, "best_loss": math.inf, "bad_epochs": 0, "done": False, "history": [],
+        state = {"epoch": -1, "step": 0, "guard": {"run": 0, "longest": 0}, "best_loss": math.inf, "bad_epochs": 0,
+                 "done": False, "history": [],
                  "params_hash": params_hash, "shard_index_sha256": index_sha,
                  "config": resolved_dict(model_cfg, cfg)}
     else:

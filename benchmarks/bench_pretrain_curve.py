@@ -5,7 +5,7 @@ video encoder on CPU, with a small batch, from the params' learning rates and wa
 
 Data: the shards the pipeline makes from the shared GRID clips (6 speakers; built once in a scratch project,
 as the tests build it), random 2 s windows with the default augmentation, through the real loader.
-Model: params.yaml's video encoder (R18 + L6 unless --video tiny) and a randomly initialised wav2vec2
+On a GPU (when one is visible) it runs there with bf16 autocast. Model: params.yaml's video encoder (R18 + L6 unless --video tiny) and a randomly initialised wav2vec2
 (model.audio.pretrained: false) of --audio-size. Optimizer, per-module rates, warm-up, clipping and the
 collapse guard are the trainer's own functions; the per-epoch decay is left out (a few hundred steps are
 one epoch of a real corpus). Prints the loss every --every steps (mean of the last --every) beside
@@ -64,18 +64,20 @@ def main() -> None:
     cfg = dataclasses.replace(cfg, data=data, lr=LearningRates(*a.lr) if a.lr else cfg.lr,
                               warmup_steps=cfg.warmup_steps if a.warmup is None else a.warmup)
     shards = read_index(pipeline_index(), "train")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    use_bf16 = cfg.bf16 and device.type == "cuda"
     torch.manual_seed(cfg.seed)
-    model = AVContrastiveModel(model_cfg)
+    model = AVContrastiveModel(model_cfg).to(device)
     opt, loss_fn = make_optimizer(model, cfg), InfoNCELoss(cfg.temperature)
     loader, ds = train_loader(shards, cfg.data, cfg.seed, 0, 1)
     print(f"{model.audio.describe()}; video {model_cfg.video.resolved().trunk} + {model_cfg.video.layers} "
           f"{model_cfg.video.backend} layers; batch {a.batch} (ln {math.log(a.batch):.3f}); peak lr {cfg.lr}; "
-          f"warm-up {cfg.warmup_steps}; {a.threads} threads", flush=True)
+          f"warm-up {cfg.warmup_steps}; {device}, {a.threads} threads", flush=True)
 
     def retrieval() -> dict:
         model.eval()
         wins = eval_windows(shards, cfg.data, starts=(0, 25))
-        keys, zv, za = embed_windows(model, wins, a.batch, torch.device("cpu"), False)
+        keys, zv, za = embed_windows(model, wins, a.batch, device, use_bf16)
         model.train()
         return {**a2v_topk(za, zv), "windows": len(keys), "chance_top1": 1 / len(keys)}
 
@@ -91,7 +93,8 @@ def main() -> None:
                 break
             lrs = lr_at(0, step, cfg)
             set_lrs(opt, lrs)
-            zv, za = model(batch["video"], batch["audio"])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                zv, za = model(batch["video"].to(device), batch["audio"].to(device))
             loss = loss_fn(zv, za)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -14,8 +14,8 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    # 100 speakers x 2 videos x 5 clips in shards of 100: 10 speakers per shard
-    return write_corpus(tmp_path_factory.mktemp("mixing"), speakers=100, videos=2, segments=5, shard_size=100)
+    # 50 speakers x 2 videos x 10 clips in shards of 100: 5 speakers per shard
+    return write_corpus(tmp_path_factory.mktemp("mixing"), speakers=50, videos=2, segments=10, shard_size=100)
 
 
 def test_expected_distinct_matches_a_simulation():
@@ -28,8 +28,8 @@ def test_expected_distinct_matches_a_simulation():
 def test_batches_hold_as_many_speakers_and_videos_as_uniform_sampling(corpus):
     batch = 16
     got = batch_mixing(corpus, loader_config(batch, workers=0), epochs=2, world=2)  # 2 readers
-    speakers = expected_distinct([10] * 100, batch)   # 14.9
-    videos = expected_distinct([5] * 200, batch)      # 15.4
+    speakers = expected_distinct([20] * 50, batch)    # 13.9
+    videos = expected_distinct([10] * 100, batch)     # 14.9
     print(f"\ndistinct per batch of {batch}: speakers {got['speakers']:.2f} (uniform {speakers:.2f}), "
           f"videos {got['videos']:.2f} (uniform {videos:.2f}) over {got['batches']} batches")
     assert got["batches"] == 2 * 2 * (1000 // (2 * batch))

@@ -5,7 +5,8 @@ video encoder on CPU, with a small batch, from the params' learning rates and wa
 
 Data: the shards the pipeline makes from the shared GRID clips (6 speakers; built once in a scratch project,
 as the tests build it), random 2 s windows with the default augmentation, through the real loader.
-On a GPU (when one is visible) it runs there with bf16 autocast. Model: params.yaml's video encoder (R18 + L6 unless --video tiny) and a randomly initialised wav2vec2
+On a GPU (when one is visible) it runs there with bf16 autocast.
+Model: params.yaml's video encoder (R18 + L6 unless --video tiny) and a randomly initialised wav2vec2
 (model.audio.pretrained: false) of --audio-size. Optimizer, per-module rates, warm-up, clipping and the
 collapse guard are the trainer's own functions; the per-epoch decay is left out (a few hundred steps are
 one epoch of a real corpus). Prints the loss every --every steps (mean of the last --every) beside

@@ -173,6 +173,10 @@ class SampleRef:
     n_frames: int
     has_audio: bool
 
+    def usable(self, cfg: LoaderConfig) -> bool:
+        """usable() from the headers alone."""
+        return self.has_audio and self.n_frames >= max(cfg.window, cfg.min_frames)
+
 
 def _npy_rows(head: bytes) -> int:
     """First dimension of a .npy array from the start of its bytes (-1 when unreadable)."""
@@ -251,7 +255,7 @@ class _OpenShard:
         self.path = shard.path
         self.local = os.path.isfile(shard.path)
         if self.local:  # random access, in a random order; unusable clips are skipped without reading them
-            refs = [r for r in scan_shard(shard.path) if r.has_audio and r.n_frames >= max(cfg.window, cfg.min_frames)]
+            refs = [r for r in scan_shard(shard.path) if r.usable(cfg)]
             refs = [r for j, r in enumerate(refs) if keep(j)]  # j: the clip's place among the usable ones
             self.refs = [refs[i] for i in rng.permutation(len(refs))]
             self.file = open(shard.path, "rb") if refs else None  # noqa: SIM115 (closed when drained)
@@ -291,8 +295,8 @@ class TrainWindows(IterableDataset):
         self.shards, self.cfg, self.seed, self.rank, self.world = list(shards), cfg, seed, rank, world
         self._epoch = SharedEpoch()
         # usable clips per shard: exact for local shards (headers scanned), the index's count otherwise
-        self.counts = [sum(r.has_audio and r.n_frames >= max(cfg.window, cfg.min_frames) for r in scan_shard(s.path))
-                       if os.path.isfile(s.path) else s.samples for s in self.shards]
+        self.counts = [sum(r.usable(cfg) for r in scan_shard(s.path)) if os.path.isfile(s.path) else s.samples
+                       for s in self.shards]
         self.total = total = sum(self.counts)
         self.dropped = sum(s.samples for s in self.shards) - total if all(
             os.path.isfile(s.path) for s in self.shards) else 0

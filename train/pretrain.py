@@ -222,7 +222,8 @@ def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
                               pin_memory=info.device.type == "cuda")
     if info.is_main and ds.dropped:
         print(f"{ds.dropped} of {ds.total + ds.dropped} training clips are not used (without audio, or shorter than "
-              f"max(window, pretrain.data.min_frames) = {max(cfg.data.window, cfg.data.min_frames)} frames)", flush=True)
+              f"max(window, pretrain.data.min_frames) = {max(cfg.data.window, cfg.data.min_frames)} frames)",
+              flush=True)
     if info.is_main and ds.total < info.world * cfg.data.batch_size:
         print(f"warning: {ds.total} training clips for a global batch of {info.world * cfg.data.batch_size}: "
               "clips repeat inside a batch and act as false negatives", flush=True)

@@ -18,7 +18,7 @@ from train.data import LoaderConfig
 @dataclass(frozen=True)
 class LearningRates:
     """Peak AdamW rates per module (reached at the end of the warm-up). The wav2vec2 CNN stays frozen."""
-    video: float = 0.001              # video encoder (the paper: 0.01, which collapses here; README)
+    video: float = 1e-4               # video encoder (the paper: 0.01, which collapses here; README)
     audio: float = 1e-5               # pretrained wav2vec2 transformer: low enough to keep its weights intact
     heads: float = 0.001              # both projection heads
     audio_scratch: float = 0.001      # a random-init wav2vec2 (model.audio.pretrained: false): nothing to keep
@@ -31,7 +31,8 @@ class PretrainConfig:
     lr: LearningRates = field(default_factory=LearningRates)
     warmup_steps: int = 200           # linear warm-up from 0 over the first optimizer steps
     lr_decay: float = 0.9             # then x lr_decay per epoch (paper 4.1) ...
-    min_lr: float = 1e-4              # ... down to this video rate; other modules floor at the same fraction
+    min_lr: float = 1e-6              # ... down to this video rate (1/100 of the peak, as in the paper); other
+                                      # modules floor at the same fraction of their peak
     weight_decay: float = 0.01
     temperature: float = 0.1
     grad_clip: float = 1.0            # max global grad norm; 0 disables

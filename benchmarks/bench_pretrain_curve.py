@@ -41,7 +41,7 @@ def main() -> None:
     p.add_argument("--every", type=int, default=10)
     p.add_argument("--video", choices=["params", "tiny"], default="params")
     p.add_argument("--audio-size", choices=sorted(AUDIO_SIZES), default="small")
-    p.add_argument("--lr", nargs=3, type=float, metavar=("VIDEO", "AUDIO", "HEADS"), help="override the peak rates")
+    p.add_argument("--lr", nargs="+", type=float, help="override the peak rates: video audio heads [audio_scratch]")
     p.add_argument("--warmup", type=int, help="override pretrain.warmup_steps")
     p.add_argument("--out", help="write the curve as JSON here")
     a = p.parse_args()
@@ -101,13 +101,15 @@ def main() -> None:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            value, s = float(loss.detach()), min(spread(zv), spread(za))
+            sv, sa = spread(zv), spread(za)
+            value, s = float(loss.detach()), min(sv, sa)
             if guard_step(guard, value, s, a.batch, cfg):
                 print(f"collapse guard fired at step {step + 1}", flush=True)
             window_losses.append(value)
             step += 1
             if step % a.every == 0 or step == 1:
-                row = {"step": step, "loss": sum(window_losses) / len(window_losses), "spread": s,
+                row = {"step": step, "loss": sum(window_losses) / len(window_losses), "spread_video": sv,
+                       "spread_audio": sa,
                        "lr_video": lrs["video"], "s_per_step": (time.perf_counter() - t0) / step}
                 curve.append(row)
                 print(" ".join(f"{k} {v:.4g}" for k, v in row.items()), flush=True)

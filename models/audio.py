@@ -2,10 +2,13 @@
 
 Weights come from a local directory or a hub id (default: the ASR model the paper used). Offline, nothing
 is downloaded: a missing model fails with a message naming what is missing and where to put it.
+`pretrained: false` builds the same architecture at the size given by the params with random weights
+(machines without the download; the encoder is then learnt from scratch, not the paper's setting).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -24,6 +27,13 @@ class AudioEncoderConfig:
     mask_time_length: int = 10
     mask_feature_prob: float = 0.0
     layerdrop: float = 0.0                        # > 0 leaves layers unused per step (DDP must find them)
+    # pretrained: false -> random weights of this size (defaults: the wav2vec2-base shape); `model` unused
+    pretrained: bool = True
+    hidden: int = 768
+    layers: int = 12
+    heads: int = 12
+    ffn: int = 3072
+    conv_dim: int = 512                           # channels of each of the 7 CNN feature-encoder layers
 
     def overrides(self) -> dict:
         return {"mask_time_prob": self.mask_time_prob, "mask_time_length": self.mask_time_length,
@@ -37,7 +47,20 @@ def _offline(cfg: AudioEncoderConfig) -> bool:
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+def random_wav2vec2_config(cfg: AudioEncoderConfig) -> Wav2Vec2Config:
+    """The wav2vec2 architecture at cfg's size (default conv kernels and strides: 32000 samples -> 99
+    frames), with cfg's train-mode settings."""
+    if cfg.hidden % cfg.heads:
+        raise ValueError(f"model.audio.hidden {cfg.hidden} is not a multiple of model.audio.heads {cfg.heads}")
+    groups = 16 if cfg.hidden % 16 == 0 else 1  # positional conv groups (16 in wav2vec2-base)
+    return Wav2Vec2Config(hidden_size=cfg.hidden, num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads,
+                          intermediate_size=cfg.ffn, conv_dim=(cfg.conv_dim,) * 7,
+                          num_conv_pos_embedding_groups=groups, **cfg.overrides())
+
+
 def load_wav2vec2(cfg: AudioEncoderConfig) -> Wav2Vec2Model:
+    if not cfg.pretrained:
+        return Wav2Vec2Model(random_wav2vec2_config(cfg))  # weights from torch's RNG: seed it first
     offline = _offline(cfg)
     local_dir = os.path.isdir(cfg.model)
     try:
@@ -70,6 +93,18 @@ class AudioEncoder(nn.Module):
             backbone.freeze_feature_encoder()
         self.out_dim = backbone.config.hidden_size
 
+    @property
+    def pretrained(self) -> bool:
+        return self.cfg.pretrained
+
+    def describe(self) -> str:
+        c = self.wav2vec2.config
+        size = f"{c.num_hidden_layers} layers x {c.hidden_size}"
+        if self.cfg.pretrained:
+            return f"audio encoder: pretrained wav2vec2 {self.cfg.model} ({size})"
+        return (f"audio encoder: wav2vec2 ({size}) with RANDOM weights, NOT pretrained "
+                "(model.audio.pretrained: false)")
+
     @classmethod
     def from_config(cls, cfg: AudioEncoderConfig, w2v_config: Wav2Vec2Config) -> AudioEncoder:
         """A randomly initialised wav2vec2 of the given shape (tests, benchmarks), with cfg's train-mode
@@ -77,7 +112,7 @@ class AudioEncoder(nn.Module):
         w2v_config = copy.deepcopy(w2v_config)
         for k, v in cfg.overrides().items():
             setattr(w2v_config, k, v)
-        return cls(cfg, Wav2Vec2Model(w2v_config))
+        return cls(dataclasses.replace(cfg, pretrained=False), Wav2Vec2Model(w2v_config))
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         # The 960h feature extractor normalises each utterance to zero mean, unit variance.

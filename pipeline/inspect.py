@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import paths
-from pipeline.params import load_corpora
+from pipeline.params import load_corpora, load_params
 from pipeline.stages import PER_CORPUS_STAGES as STAGES
 from pipeline.status import read_record
 
@@ -105,8 +105,16 @@ def _counts(series: pd.Series) -> dict:
     return {str(k): int(v) for k, v in series.fillna("-").value_counts().sort_index().items()}
 
 
+def pretrain_min_frames() -> int:
+    """pretrain.data.min_frames of params.yaml (the trainer's default when unset)."""
+    value = ((load_params().get("pretrain") or {}).get("data") or {}).get("min_frames")
+    return 100 if value is None else int(value)
+
+
 def summary(corpora: list[str]) -> dict:
     out = {}
+    roles = {name: c.role for name, c in load_corpora().items()}
+    min_frames = pretrain_min_frames() if any(roles.get(c) == "pretrain" for c in corpora) else None
     for corpus in corpora:
         table = read_shard_manifest(corpus)
         splits = {}
@@ -125,8 +133,12 @@ def summary(corpora: list[str]) -> dict:
                     "without_audio": int((~rows.has_audio.astype(bool)).sum()),
                     "landmark_backend": _counts(rows.landmark_backend),
                 }
+                if roles.get(corpus) == "pretrain":  # clips the trainer leaves out (pretrain.data.min_frames)
+                    splits[split]["under_min_frames"] = int((rows.n_frames < min_frames).sum())
         out[corpus] = {"packed": table is not None, "splits": splits, "failures": failures(corpus),
                        "videos": len(_video_ids(corpus))}
+        if roles.get(corpus) == "pretrain":
+            out[corpus]["pretrain_min_frames"] = min_frames
     return out
 
 
@@ -143,8 +155,12 @@ def render(result: dict) -> str:
                              "hours": s["hours"], "labels": _fmt(s["labels"]), "methods": _fmt(s["methods"]),
                              "interp": s["interpolated_fraction"], "sync_conf": s["sync_confidence_median"],
                              "mouth_off": s["mouth_offset_mean"], "no_audio": s["without_audio"],
-                             "landmarks": _fmt(s["landmark_backend"])})
+                             "landmarks": _fmt(s["landmark_backend"]),
+                             **({"<min_frames": s["under_min_frames"]} if "under_min_frames" in s else {})})
             lines += ["   " + line for line in pd.DataFrame(rows).to_string(index=False).splitlines()]
+            if "pretrain_min_frames" in info:
+                lines.append(f"   <min_frames: samples shorter than pretrain.data.min_frames = "
+                             f"{info['pretrain_min_frames']} frames, not used for pretraining")
         if info["failures"]:
             lines.append("   not in the shards:")
             for f in info["failures"]:

@@ -24,6 +24,11 @@ torch.set_num_threads(1)
 NO_AUG = AugmentConfig(blur_prob=0, noise_prob=0, brightness=0)
 
 
+def LC(**kw) -> LoaderConfig:  # noqa: N802
+    """The GRID test clips have 75 frames: below the default min_frames (100) of real pretraining."""
+    return LoaderConfig(**{"min_frames": 50, **kw})
+
+
 @pytest.fixture(scope="module")
 def shards():
     if MISSING:
@@ -53,7 +58,7 @@ def test_shard_contract_round_trip(shards, clips):
 
 
 def test_windows_are_synchronised_two_seconds(shards, clips):
-    cfg = LoaderConfig(batch_size=3, num_workers=0, augment=NO_AUG)
+    cfg = LC(batch_size=3, num_workers=0, augment=NO_AUG)
     ds = TrainWindows(shards, cfg, seed=0)
     batches = list(ds)
     assert len(batches) == 2  # 6 clips // 3
@@ -90,7 +95,7 @@ def test_same_augmentation_on_every_frame():
 
 
 def test_epoch_seeded_shuffling_replays(shards):
-    cfg = LoaderConfig(batch_size=2, num_workers=0, shuffle_buffer=2)
+    cfg = LC(batch_size=2, num_workers=0, shuffle_buffer=2)
     ds = TrainWindows(shards, cfg, seed=7)
     runs = []
     for epoch in (0, 1, 0):
@@ -118,7 +123,7 @@ def uneven(shards, tmp_path_factory):
 def test_every_rank_gets_the_same_number_of_batches(uneven, world, workers):
     # 4 ranks x 2 workers > 3 shards exercises small corpora
     shards = uneven
-    cfg = LoaderConfig(batch_size=2, num_workers=workers, augment=NO_AUG)
+    cfg = LC(batch_size=2, num_workers=workers, augment=NO_AUG)
     counts = []
     for rank in range(world):
         loader, ds = train_loader(shards, cfg, seed=0, rank=rank, world=world)
@@ -131,7 +136,7 @@ def test_every_rank_gets_the_same_number_of_batches(uneven, world, workers):
 
 def test_small_corpus_split_is_disjoint_across_ranks(shards):
     # fewer shards than readers -> sample-level split: the readers' first passes partition the corpus
-    cfg = LoaderConfig(batch_size=1, num_workers=0, shuffle_buffer=1, augment=NO_AUG)
+    cfg = LC(batch_size=1, num_workers=0, shuffle_buffer=1, augment=NO_AUG)
     per_rank = []
     for rank in range(4):  # 4 ranks, 1 reader each: 4 slots > 3 shards
         ds = TrainWindows(shards, cfg, seed=0, rank=rank, world=4)
@@ -149,9 +154,9 @@ def test_colour_crops_become_gray_and_clips_without_audio_are_skipped(tmp_path, 
     shards = [ShardInfo(str(tmp_path / "train-000000.tar"), 2)]
     _, gray, _, _ = decode_sample(next(iter_samples([shards[0].path])))
     assert gray.shape == video.shape and np.abs(gray.astype(int) - video).max() <= 1
-    wins = list(eval_windows(shards, LoaderConfig()))
+    wins = list(eval_windows(shards, LC()))
     assert [k for k, _, _ in wins] == ["grid__rgb__0001@12"]
-    batches = list(TrainWindows(shards, LoaderConfig(batch_size=2, num_workers=0)))
+    batches = list(TrainWindows(shards, LC(batch_size=2, num_workers=0)))
     assert {k.rsplit("@", 1)[0] for k in batches[0]["key"]} == {"grid__rgb__0001"}
 
 
@@ -160,7 +165,7 @@ def test_dotted_key_is_reported(tmp_path, clips):
     with wds.TarWriter(str(tmp_path / "train-000000.tar")) as w:
         w.write({"__key__": "grid__a.b__0000", "video.npy": npy_bytes(video), "audio.npy": npy_bytes(audio)})
     with pytest.raises(ValueError, match="dotted key"):
-        list(TrainWindows([ShardInfo(str(tmp_path / "train-000000.tar"), 1)], LoaderConfig(batch_size=1)))
+        list(TrainWindows([ShardInfo(str(tmp_path / "train-000000.tar"), 1)], LC(batch_size=1)))
 
 
 def test_index_and_eval_windows(tmp_path, shards):
@@ -168,8 +173,43 @@ def test_index_and_eval_windows(tmp_path, shards):
         {"train": [{"path": s.path, "sha256": "x", "samples": s.samples} for s in shards], "val": []}))
     got = read_index(tmp_path / "pretrain.json", "train")
     assert got == shards and read_index(tmp_path / "pretrain.json", "val") == []
-    cfg = LoaderConfig()
+    cfg = LC()
     wins = list(eval_windows(shards, cfg, starts=(0, 12, 25)))
     assert len(wins) == 18 and wins[1][0].endswith("@12")
     again = list(eval_windows(shards, cfg, starts=(0, 12, 25), limit=4))
     assert len(again) == 4 and all(torch.equal(a[1], b[1]) for a, b in zip(wins, again))
+
+
+def test_each_clip_read_once_per_epoch_over_ranks_and_workers(uneven):
+    # 8 clips, 2 ranks x 2 workers, batch 2: 2 batches per rank use all 8 clips, each exactly once
+    cfg = LC(batch_size=2, num_workers=2, augment=NO_AUG)
+    for epoch in (0, 1):
+        keys = []
+        for rank in range(2):
+            loader, ds = train_loader(uneven, cfg, seed=0, rank=rank, world=2)
+            ds.set_epoch(epoch)
+            keys += [k.rsplit("@", 1)[0] for b in loader for k in b["key"]]
+        assert len(keys) == 8 and len(set(keys)) == 8
+
+
+def test_workers_persist_across_epochs_and_see_the_epoch(shards):
+    cfg = LC(batch_size=1, num_workers=2, shuffle_buffer=2, augment=NO_AUG)
+    loader, ds = train_loader(shards, cfg, seed=3, rank=0, world=1)
+    runs, pids = [], []
+    for epoch in (0, 1, 0):
+        ds.set_epoch(epoch)
+        runs.append([k for b in loader for k in b["key"]])
+        pids.append([w.pid for w in loader._iterator._workers])
+    assert pids[0] == pids[1] == pids[2]              # the same worker processes every epoch
+    assert runs[0] == runs[2] and runs[0] != runs[1]  # and set_epoch reached them: replay, reshuffle
+    fresh, fresh_ds = train_loader(shards, cfg, seed=3, rank=0, world=1)
+    fresh_ds.set_epoch(1)
+    assert [k for b in fresh for k in b["key"]] == runs[1]  # epoch 1 alone equals epoch 1 after epoch 0
+
+
+def test_min_frames_drops_short_clips(shards):
+    # the GRID clips have 75 frames: min_frames above that leaves nothing, at or below keeps all 6
+    assert TrainWindows(shards, LC(min_frames=75)).total == 6
+    with pytest.raises(ValueError, match="min_frames 76"):
+        TrainWindows(shards, LC(min_frames=76))
+    assert len(list(eval_windows(shards, LC(min_frames=76)))) == 0

@@ -74,3 +74,27 @@ def test_missing_weights_offline_names_what_and_where(tmp_path, monkeypatch):
     missing_dir.mkdir()
     with pytest.raises(FileNotFoundError, match="lacks a loadable model"):
         AudioEncoder(AudioEncoderConfig(model=str(missing_dir), local_files_only=True))
+
+
+def test_random_init_from_params_needs_no_download(tmp_path, monkeypatch):
+    from models.audio import load_wav2vec2
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache, offline: nothing to load from
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = AudioEncoderConfig(pretrained=False, hidden=64, layers=2, heads=2, ffn=128, conv_dim=32)
+    torch.manual_seed(0)
+    enc = AudioEncoder(cfg).eval()
+    c = enc.wav2vec2.config
+    assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size) == (64, 2, 2, 128)
+    assert c.conv_dim == (32,) * 7 and enc.out_dim == 64 and not enc.pretrained
+    assert "NOT pretrained" in enc.describe()
+    assert enc(torch.randn(1, 32000)).shape == (1, 99, 64)
+    torch.manual_seed(0)
+    again = load_wav2vec2(cfg)
+    assert all(torch.equal(p, q) for p, q in zip(enc.wav2vec2.state_dict().values(), again.state_dict().values()))
+    base = AudioEncoderConfig(pretrained=False)  # default size: the wav2vec2-base shape
+    from models.audio import random_wav2vec2_config
+    b = random_wav2vec2_config(base)
+    assert (b.hidden_size, b.num_hidden_layers, b.num_attention_heads, b.intermediate_size) == (768, 12, 12, 3072)
+    with pytest.raises(ValueError, match="multiple"):
+        random_wav2vec2_config(AudioEncoderConfig(pretrained=False, hidden=100, heads=3))

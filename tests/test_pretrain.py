@@ -1,6 +1,7 @@
 """The pretrain stage end to end on the shards the real pipeline made from the GRID clips (the session's
 test project, through its collect index), with tiny configurations: it learns, it resumes exactly after a
 kill, and it runs as 2 DDP processes on uneven shards."""
+import math
 import os
 import subprocess
 import sys
@@ -13,8 +14,8 @@ from test_align_helpers import MISSING, pretrain_shards, write_index
 
 from models.presets import save_tiny_wav2vec2
 from train.checkpoint import load_resumable, save_atomic
-from train.config import PretrainConfig, from_dict, load_params
-from train.pretrain import lr_at, update_stopping
+from train.config import LearningRates, PretrainConfig, from_dict, load_params
+from train.pretrain import guard_step, lr_at, make_optimizer, module_of, spread, update_stopping
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -42,16 +43,20 @@ def data(w2v):
     return w2v
 
 
-def write_params(path: Path, d: Path, data=None, video=None, **pretrain) -> Path:
+def write_params(path: Path, d: Path, data=None, video=None, audio=None, **pretrain) -> Path:
     params = {
         "model": {
             "video": {"stem_channels": 8, "trunk_widths": [8, 16, 16, 32], "width": 64, "heads": 4, "ffn": 128,
                       "layers": 2, "dropout": 0.0, "max_frames": 50, **(video or {})},
-            "audio": {"model": str(d / "w2v"), "local_files_only": True, "mask_time_prob": 0.0},  # off: 40 tiny steps must learn
+            # a small random-init wav2vec2 (no download); masking off: 40 tiny steps must learn
+            "audio": {"pretrained": False, "hidden": 64, "layers": 2, "heads": 2, "ffn": 128, "conv_dim": 64,
+                      "mask_time_prob": 0.0, **(audio or {})},
             "head": {"tokens": 1, "dim": 64},
         },
-        "pretrain": {"seed": 0, "lr": 0.001, "min_lr": 0.0001, "weight_decay": 0.0, "patience": 1000,
-                     "data": {"window": 50, "batch_size": 6, "num_workers": 0,
+        # the default peak rates; warm-up and per-epoch decay are in steps and epochs, which these 6-clip
+        # corpora make tiny (an epoch is 1-3 steps), so the tests shorten the warm-up and keep the decay off
+        "pretrain": {"seed": 0, "warmup_steps": 10, "lr_decay": 1.0, "weight_decay": 0.0, "patience": 1000,
+                     "data": {"window": 50, "batch_size": 6, "num_workers": 0, "min_frames": 50,
                               "augment": {"blur_prob": 0.0, "noise_prob": 0.0, "brightness": 0.0}, **(data or {})},
                      **pretrain},
     }
@@ -69,16 +74,20 @@ def trainer_cmd(params, index, out, live=None, nproc=1):
 
 def run_trainer(*args, **kw):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "AVLIPS_NPROC": str(kw.get("nproc", 1))}
-    p = subprocess.run(trainer_cmd(*args, **kw), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    p = subprocess.run(trainer_cmd(*args, **kw), cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
                        check=False)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return p.stdout
 
 
 def test_lr_schedule_and_early_stopping():
-    cfg = PretrainConfig()
-    assert lr_at(0, cfg) == 0.01 and abs(lr_at(1, cfg) - 0.009) < 1e-12 and abs(lr_at(2, cfg) - 0.0081) < 1e-12
-    assert lr_at(100, cfg) == 1e-4  # floor
+    cfg = PretrainConfig(lr=LearningRates(video=0.01, audio=1e-5, heads=0.001), warmup_steps=100, min_lr=1e-4)
+    assert lr_at(0, 0, cfg) == pytest.approx({"video": 1e-4, "audio": 1e-7, "heads": 1e-5,
+                                              "audio_scratch": 1e-5})  # warm-up: 1/100
+    assert abs(lr_at(0, 49, cfg)["video"] - 0.005) < 1e-12 and lr_at(0, 99, cfg)["video"] == 0.01
+    assert lr_at(1, 500, cfg)["video"] == pytest.approx(0.009) and lr_at(2, 900, cfg)["audio"] == pytest.approx(0.81e-5)
+    assert lr_at(100, 10**6, cfg)["audio"] == pytest.approx(1e-7)  # floor: min_lr / video peak, for all
+    assert lr_at(5, 10, cfg)["video"] == pytest.approx(0.01 * 0.9**5 * 11 / 100)  # warm-up and decay multiply
     state = {"best_loss": float("inf"), "bad_epochs": 0, "done": False}
     for loss, done in [(2.0, False), (1.5, False), (1.6, False), (1.5, False), (1.7, True)]:
         update_stopping(state, loss, cfg)  # patience 3: three epochs without a lower loss end the run
@@ -86,11 +95,46 @@ def test_lr_schedule_and_early_stopping():
     assert state["best_loss"] == 1.5
 
 
+def test_per_module_groups_and_the_collapse_guard():
+    from models.audio import AudioEncoder, AudioEncoderConfig
+    from models.avclip import AVContrastiveModel, AVModelConfig
+    from models.presets import TINY_VIDEO, tiny_wav2vec2_config
+
+    torch.manual_seed(0)
+    model = AVContrastiveModel(AVModelConfig(video=TINY_VIDEO),
+                               AudioEncoder.from_config(AudioEncoderConfig(), tiny_wav2vec2_config()))
+    cfg = PretrainConfig(lr=LearningRates(video=0.01, audio=1e-5, heads=0.001), warmup_steps=1)
+    opt = make_optimizer(model, cfg)
+    # a random-init audio encoder (from_config) takes lr.audio_scratch: there is nothing pretrained to keep
+    by_module = {m: sum(p.numel() for g in opt.param_groups if g["module"] == m for p in g["params"])
+                 for m in ("video", "audio_scratch", "heads")}
+    trainable = {m: sum(p.numel() for n, p in model.named_parameters()
+                        if p.requires_grad and module_of(n, audio_pretrained=False) == m) for m in by_module}
+    assert by_module == trainable and all(by_module.values())
+    assert {g["module"]: g["lr"] for g in opt.param_groups} == pytest.approx(
+        {"video": 0.01, "audio_scratch": 0.001, "heads": 0.001})
+    assert module_of("audio.wav2vec2.encoder.layers.0.attention.q_proj.weight") == "audio"
+    assert module_of("audio_head.mlp.0.weight") == module_of("video_head.mlp.0.weight") == "heads"
+    assert not any(p is q for g in opt.param_groups for p in g["params"]
+                   for q in model.audio.wav2vec2.feature_extractor.parameters())  # the CNN stays frozen
+    # spread: 1 - |mean| of unit vectors: 0 for one point, about 1 for scattered ones
+    assert spread(torch.ones(8, 4)) < 1e-3 and spread(torch.eye(64)) > 0.99
+    cfg = PretrainConfig(collapse_steps=3)
+    guard = {"run": 0}
+    fired = [guard_step(guard, loss, s, 8, cfg) for loss, s in
+             [(2.079, 0.5), (2.08, 0.5), (1.5, 0.5), (2.07, 0.5), (1.0, 0.01), (2.09, 0.6), (2.08, 0.6)]]
+    assert fired == [False, False, False, False, False, True, False]  # 3 stuck in a row (ln 8 = 2.079)
+    assert guard["longest"] == 4
+
+
 def test_params_are_typed_and_strict(tmp_path, w2v):
     model, cfg = load_params(write_params(tmp_path / "p.yaml", w2v))
     assert model.video.trunk_widths == (8, 16, 16, 32) and cfg.data.window == 50 and cfg.data.augment.crop == 88
+    assert cfg.lr == LearningRates() and cfg.data.min_frames == 50
     with pytest.raises(ValueError, match="unknown"):
-        from_dict(PretrainConfig, {"lr": 0.1, "learning_rate": 0.1})
+        from_dict(PretrainConfig, {"lr": {"video": 0.1}, "learning_rate": 0.1})
+    with pytest.raises(ValueError, match="is a section"):
+        from_dict(PretrainConfig, {"lr": 0.01})  # the single rate of older params
 
 
 def test_resume_only_from_matching_params_and_shards(tmp_path):
@@ -106,8 +150,10 @@ def test_short_cpu_run_lowers_loss_and_retrieval_rises(tmp_path, data):
     epochs = 40  # 6 clips, batch 6: one step per epoch; 2 s windows (the paper's length)
     params = write_params(tmp_path / "params.yaml", data, epochs=epochs, eval_every=20,
                           val_window_starts=[0, 25], data={"window": 50})
-    run_trainer(params, data / "index.json", tmp_path / "out", tmp_path / "live")
+    out = run_trainer(params, data / "index.json", tmp_path / "out", tmp_path / "live")
+    assert "RANDOM weights, NOT pretrained" in out and "audio encoder NOT pretrained" in out
     ckpt = torch.load(tmp_path / "out" / "encoder.pt", weights_only=True)
+    assert ckpt["audio_pretrained"] is False and "NOT pretrained" in ckpt["audio_encoder"]
     hist = ckpt["history"]
     losses = [h["loss"] for h in hist]
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
@@ -116,7 +162,8 @@ def test_short_cpu_run_lowers_loss_and_retrieval_rises(tmp_path, data):
     print(f"\nloss {first:.3f} -> {last:.3f} (ln 6 = 1.792); a2v top-1 {init['a2v_top1']:.3f} -> "
           f"{final['a2v_top1']:.3f}, top-5 {init['a2v_top5']:.3f} -> {final['a2v_top5']:.3f}; chance top-1 {chance:.3f}")
     assert final["val_windows"] == 12 and abs(final["chance_top1"] - chance) < 1e-9
-    assert last < first - 0.5
+    assert last < first - 0.5 and last < math.log(6) - 0.5
+    assert not any(h["collapsed"] for h in hist) and hist[-1]["spread"] > 0.3
     assert final["a2v_top1"] >= 3 * chance and final["a2v_top1"] > init["a2v_top1"]
     assert final["a2v_top5"] >= 2 * (5 * chance)
     # the versioned output: encoder weights, resolved config and both hashes; DVCLive curves

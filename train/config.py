@@ -16,12 +16,23 @@ from train.data import LoaderConfig
 
 
 @dataclass(frozen=True)
+class LearningRates:
+    """Peak AdamW rates per module (reached at the end of the warm-up). The wav2vec2 CNN stays frozen."""
+    video: float = 1e-4               # video encoder (the paper: 0.01, which collapses here; README)
+    audio: float = 1e-5               # pretrained wav2vec2 transformer: low enough to keep its weights intact
+    heads: float = 0.001              # both projection heads
+    audio_scratch: float = 0.001      # a random-init wav2vec2 (model.audio.pretrained: false): nothing to keep
+
+
+@dataclass(frozen=True)
 class PretrainConfig:
     seed: int = 0
     epochs: int = 100                 # upper bound; early stopping usually ends the run
-    lr: float = 0.01                  # AdamW, decayed x lr_decay per epoch down to min_lr (paper 4.1)
-    lr_decay: float = 0.9
-    min_lr: float = 1e-4
+    lr: LearningRates = field(default_factory=LearningRates)
+    warmup_steps: int = 200           # linear warm-up from 0 over the first optimizer steps
+    lr_decay: float = 0.9             # then x lr_decay per epoch (paper 4.1) ...
+    min_lr: float = 1e-6              # ... down to this video rate (1/100 of the peak, as in the paper); other
+                                      # modules floor at the same fraction of their peak
     weight_decay: float = 0.01
     temperature: float = 0.1
     grad_clip: float = 1.0            # max global grad norm; 0 disables
@@ -32,6 +43,13 @@ class PretrainConfig:
     eval_every: int = 1               # epochs between val retrievals (and always after the last epoch)
     val_max_samples: int = 1000       # audio-to-video retrieval gallery size on the val split
     val_window_starts: tuple = ("centre",)  # windows per val clip: "centre" or frame offsets
+    # Collapse guard: a step is "stuck" when the loss is within collapse_tolerance (relative) of
+    # ln(global batch), the loss of embeddings that tell no pair apart, or when the spread of either
+    # modality's normalised embeddings over the batch falls below collapse_min_spread (1: spread over
+    # the sphere, 0: one point). collapse_steps stuck steps in a row are reported as a collapse.
+    collapse_steps: int = 200
+    collapse_tolerance: float = 0.02
+    collapse_min_spread: float = 0.05
     data: LoaderConfig = field(default_factory=LoaderConfig)
 
 
@@ -47,6 +65,9 @@ def from_dict(cls, d: dict | None):
     for k, v in d.items():
         t = hints[k]
         if dataclasses.is_dataclass(t):
+            if v is not None and not isinstance(v, dict):
+                keys = ", ".join(f.name for f in dataclasses.fields(t))
+                raise ValueError(f"{cls.__name__}.{k} is a section ({keys}), not {v!r}")
             v = from_dict(t, v)
         elif isinstance(v, list):
             v = tuple(v)

@@ -1,14 +1,20 @@
 """WebDataset loading of crop-stage shards into synchronised (video window, audio window) batches.
 
 Takes a list of shards with their sample counts (from the collect stage's index, or anything else).
-Training: shards shuffled with a per-epoch seed, a random 2 s window per clip, clip-level augmentation,
-and exactly `batches_per_rank` batches on every rank and epoch, so DDP never waits on a rank that ran
-out of data. Everything random is seeded from (seed, epoch, rank, worker): an epoch replays exactly.
+Training: shards shuffled with a per-epoch seed and dealt to the readers (rank x worker); each reader
+keeps `open_shards` of its shards open at once and draws its next clip uniformly from all the clips
+those shards have left (local shards are read by random access, in a fresh random order every epoch),
+then through a `shuffle_buffer` of windows. The crop stage writes shards in video-id order (a speaker's
+clips together); this is what makes a batch hold as many speakers as a uniformly random one (see
+benchmarks/bench_mixing.py). A random 2 s window per clip, clip-level augmentation, and exactly
+`batches_per_rank` batches on every rank and epoch, so DDP never waits on a rank that ran out of data.
+Everything random is seeded from (seed, epoch, rank, worker): an epoch replays exactly.
 """
 from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import os
 import re
 import tarfile
@@ -36,8 +42,10 @@ class ShardInfo:
 class LoaderConfig:
     window: int = 50            # frames per training clip (2 s at 25 fps)
     batch_size: int = 32        # per rank
-    num_workers: int = 4
-    shuffle_buffer: int = 256   # windows held per worker for sample-level shuffling
+    num_workers: int = 4        # loader processes per rank, kept alive across epochs
+    min_frames: int = 100       # shorter clips are not used (paper: "more than 100 continuous frames")
+    open_shards: int = 64       # shards each reader draws from at once (open: ~0.3 kB per clip of catalog)
+    shuffle_buffer: int = 256   # windows held per reader on top (a 50-frame 96x96 gray window + audio: 0.59 MB)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -94,9 +102,10 @@ def decode_sample(sample: dict) -> tuple[str, np.ndarray, np.ndarray, dict]:
     return key, video, audio, meta
 
 
-def usable(video: np.ndarray, meta: dict, window: int) -> bool:
-    """Long enough for a window, and with real audio (a silent stand-in would be a false positive pair)."""
-    return len(video) >= window and meta.get("has_audio", True) is not False
+def usable(video: np.ndarray, meta: dict, window: int, min_frames: int = 0) -> bool:
+    """Long enough for a window (and min_frames), and with real audio (a silent stand-in would be a
+    false positive pair)."""
+    return len(video) >= max(window, min_frames) and meta.get("has_audio", True) is not False
 
 
 def iter_samples(paths: list[str]) -> Iterator[dict]:
@@ -156,21 +165,153 @@ def augmented_batch(items: list[tuple[str, np.ndarray, np.ndarray]], rng: np.ran
             "audio": torch.from_numpy(np.stack([a for _, _, a in items]))}
 
 
+@dataclass(frozen=True)
+class SampleRef:
+    """Where one sample's members lie in a local shard, and what decides whether it is used."""
+    key: str
+    members: tuple[tuple[str, int, int], ...]   # (field, data offset, size)
+    n_frames: int
+    has_audio: bool
+
+    def usable(self, cfg: LoaderConfig) -> bool:
+        """usable() from the headers alone."""
+        return self.has_audio and self.n_frames >= max(cfg.window, cfg.min_frames)
+
+
+def _npy_rows(head: bytes) -> int:
+    """First dimension of a .npy array from the start of its bytes (-1 when unreadable)."""
+    if head[:6] != b"\x93NUMPY":
+        return -1
+    size_bytes = 2 if head[6] == 1 else 4
+    start = 8 + size_bytes
+    header = head[start:start + int.from_bytes(head[8:start], "little")].decode("latin1")
+    match = re.search(r"'shape': \((\d+)", header)
+    return int(match.group(1)) if match else -1
+
+
+def scan_shard(path: str) -> list[SampleRef]:
+    """The samples of a local shard, in order, from the tar headers, the .npy header of each video and
+    each json (no array payload read): what random access and the min_frames rule need."""
+    refs: list[SampleRef] = []
+    with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
+        members: dict[str, dict] = {}
+        order: list[str] = []
+        for member in tar:
+            name = member.name
+            if not member.isreg() or ("/" not in name and name.startswith("__") and name.endswith("__")):
+                continue
+            prefix, suffix = wds.tariterators.base_plus_ext(name)
+            if prefix is None:
+                continue
+            if prefix not in members:
+                members[prefix] = {}
+                order.append(prefix)
+            members[prefix][suffix.lower()] = (member.offset_data, member.size)
+        for key in order:
+            fields = members[key]
+            if "video.npy" not in fields or "audio.npy" not in fields:  # as decode_sample words it
+                decode_sample({"__key__": key, "__url__": path, **fields})
+            n_frames, has_audio = -1, True
+            if "video.npy" in fields:
+                f.seek(fields["video.npy"][0])
+                n_frames = _npy_rows(f.read(min(fields["video.npy"][1], 512)))
+            if "json" in fields:
+                f.seek(fields["json"][0])
+                has_audio = json.loads(f.read(fields["json"][1])).get("has_audio", True) is not False
+            refs.append(SampleRef(key, tuple((k, o, n) for k, (o, n) in fields.items()), n_frames, has_audio))
+    return refs
+
+
+def read_ref(f, path: str, ref: SampleRef) -> dict:
+    """One sample by random access: {"__key__", "__url__", field: bytearray}, as iter_samples gives it."""
+    sample = {"__key__": ref.key, "__url__": path}
+    for name, offset, size in ref.members:
+        data = bytearray(size)
+        f.seek(offset)
+        if f.readinto(data) != size:
+            raise ValueError(f"{path}: member {ref.key}.{name} is truncated")
+        sample[name] = data
+    return sample
+
+
+class SharedEpoch:
+    """The epoch as a value in shared memory: loader workers persist across epochs and keep the copy of
+    the dataset they were started with, so a plain attribute set after their start would not reach them."""
+
+    def __init__(self, epoch: int = 0):
+        self.value = multiprocessing.get_context("spawn").Value("q", epoch, lock=False)
+
+    def set(self, epoch: int) -> None:
+        self.value.value = epoch
+
+    def get(self) -> int:
+        return int(self.value.value)
+
+
+class _OpenShard:
+    """A shard being read by one reader: the clips it still has for this reader."""
+
+    def __init__(self, shard: ShardInfo, keep, rng: np.random.Generator, cfg: LoaderConfig):
+        self.path = shard.path
+        self.local = os.path.isfile(shard.path)
+        if self.local:  # random access, in a random order; unusable clips are skipped without reading them
+            refs = [r for r in scan_shard(shard.path) if r.usable(cfg)]
+            refs = [r for j, r in enumerate(refs) if keep(j)]  # j: the clip's place among the usable ones
+            self.refs = [refs[i] for i in rng.permutation(len(refs))]
+            self.file = open(shard.path, "rb") if refs else None  # noqa: SIM115 (closed when drained)
+            self.left = len(self.refs)
+        else:  # a URL or pipe: streamed in order, filtered as read
+            self.stream = (s for j, s in enumerate(iter_samples([shard.path])) if keep(j))
+            self.left = max(1, shard.samples)  # an estimate, only used to weigh the shards
+
+    def next(self) -> dict | None:
+        if self.local:
+            if not self.refs:
+                return None
+            sample = read_ref(self.file, self.path, self.refs.pop())
+            self.left -= 1
+            if not self.refs:
+                self.file.close()
+            return sample
+        sample = next(self.stream, None)
+        self.left = 0 if sample is None else max(1, self.left - 1)
+        return sample
+
+
 class TrainWindows(IterableDataset):
-    """Yields whole batches {"key": [key@start], "video": (B, window, crop, crop), "audio": (B, window * 640)}."""
+    """Yields whole batches {"key": [key@start], "video": (B, window, crop, crop), "audio": (B, window * 640)}.
+
+    Usable clips: with audio and at least max(window, min_frames) frames. Every reader (rank x worker) takes
+    its clips from every shard, dealt by their place in the epoch's order (see _owner), so each epoch reads
+    batches_per_rank x world x batch_size distinct clips, each once: all of them but fewer than
+    world x batch_size left over, which ones changing with the epoch. Only a corpus smaller than one global
+    batch repeats clips (a reader then starts another pass over its share, in a new order).
+    """
 
     def __init__(self, shards: list[ShardInfo], cfg: LoaderConfig, seed: int = 0, rank: int = 0,
                  world: int = 1):
         if not shards:
             raise ValueError("no training shards (is the shard index empty for this role?)")
         self.shards, self.cfg, self.seed, self.rank, self.world = list(shards), cfg, seed, rank, world
-        self.epoch = 0
-        self.total = total = sum(s.samples for s in shards)
+        self._epoch = SharedEpoch()
+        # usable clips per shard: exact for local shards (headers scanned), the index's count otherwise
+        self.counts = [sum(r.usable(cfg) for r in scan_shard(s.path)) if os.path.isfile(s.path) else s.samples
+                       for s in self.shards]
+        self.total = total = sum(self.counts)
+        self.dropped = sum(s.samples for s in self.shards) - total if all(
+            os.path.isfile(s.path) for s in self.shards) else 0
+        if total == 0:
+            raise ValueError(f"no training clip has audio and at least max(window {cfg.window}, min_frames "
+                             f"{cfg.min_frames}) frames in {len(self.shards)} shards")
         # Every rank yields this many batches per epoch, whatever its shards hold (repeats if short).
         self.batches_per_rank = max(1, total // (world * cfg.batch_size))
 
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.set(epoch)
 
     def _slot(self) -> tuple[int, int, int]:
         info = get_worker_info()
@@ -178,46 +319,74 @@ class TrainWindows(IterableDataset):
         quota = self.batches_per_rank // nw + (wid < self.batches_per_rank % nw)
         return self.rank * nw + wid, self.world * nw, quota
 
-    def _windows(self, slot: int, slots: int, rng: np.random.Generator) -> Iterator[tuple]:
+    def _owner(self, i: int, nw: int) -> int:
+        """The reader of the clip with index i in the epoch's order. Clip i goes to batch slot i mod Nb
+        (Nb = the epoch's batches over all ranks; slot n: rank n mod world, that rank's batch n // world,
+        made by its worker (n // world) mod nw, as the DataLoader takes batches from workers in turn), so
+        each reader gets exactly the clips its quota of batches needs, spread over every shard."""
+        n = i % (self.batches_per_rank * self.world)
+        return (n % self.world) * nw + (n // self.world) % nw
+
+    def _clips(self, slot: int, nw: int, epoch: int, rng: np.random.Generator) -> Iterator[tuple]:
         # the same shard order on every rank and worker: a function of (seed, epoch) only
-        perm = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shards))
-        order = [self.shards[i].path for i in perm]
-        # Enough shards: each reader gets its own. Small corpora: every reader scans all shards and keeps
-        # every slots-th sample, so no reader is left empty.
-        by_shard = len(order) >= slots
-        mine = order[slot::slots] if by_shard else order
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.shards))
+        offsets = np.concatenate([[0], np.cumsum([self.counts[i] for i in perm])])
+        share = [(self.shards[i], int(offsets[n])) for n, i in enumerate(perm)]
         n_pass = 0
         while True:
             kept = 0
-            paths = mine if n_pass == 0 else [mine[i] for i in rng.permutation(len(mine))]
-            for i, sample in enumerate(iter_samples(paths)):
-                if not by_shard and i % slots != slot:
+            order = share if n_pass == 0 else [share[i] for i in rng.permutation(len(share))]
+            pending = iter(order)
+            opened: list[_OpenShard] = []
+            while True:
+                while len(opened) < max(1, self.cfg.open_shards):
+                    nxt = next(pending, None)
+                    if nxt is None:
+                        break
+                    shard, offset = nxt
+                    opened.append(_OpenShard(shard, lambda j, o=offset: self._owner(o + j, nw) == slot, rng,
+                                             self.cfg))
+                opened = [o for o in opened if o.left > 0]
+                if not opened:
+                    break
+                # uniform over the clips the open shards have left for this reader
+                weights = np.array([o.left for o in opened], np.float64)
+                pick = opened[int(rng.choice(len(opened), p=weights / weights.sum()))]
+                sample = pick.next()
+                if sample is None:
                     continue
                 key, video, audio, meta = decode_sample(sample)
-                if not usable(video, meta, self.cfg.window):
-                    continue
+                if not usable(video, meta, self.cfg.window, self.cfg.min_frames):
+                    continue  # only streamed shards get here
                 kept += 1
                 start = int(rng.integers(0, len(video) - self.cfg.window + 1))
-                yield (f"{key}@{start}", *cut_window(video, audio, start, self.cfg.window))
+                v, a = cut_window(video, audio, start, self.cfg.window)
+                # copies: a window held in the buffer must not keep its whole clip's buffers alive
+                yield f"{key}@{start}", v.copy(), a.copy()
             if kept == 0:
                 raise RuntimeError(f"rank {self.rank} reader {slot} found no clip with audio and >= "
-                                   f"{self.cfg.window} frames in {len(mine)} shards")
+                                   f"{max(self.cfg.window, self.cfg.min_frames)} frames in {len(share)} shards")
             n_pass += 1
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        epoch = self.epoch  # read when the epoch's iteration starts (after set_epoch, in every worker)
         slot, slots, quota = self._slot()
-        rng = np.random.default_rng([self.seed, self.epoch, slot, 1])
+        rng = np.random.default_rng([self.seed, epoch, slot, 1])
         # a buffer larger than this reader's share of the corpus would only re-read it to fill up
         size = max(1, min(self.cfg.shuffle_buffer, self.total // slots))
         buffer: list = []
         batch: list = []
-        windows = self._windows(slot, slots, rng)
-        produced = 0
+        windows = self._clips(slot, slots // self.world, epoch, rng)
+        produced, needed = 0, quota * self.cfg.batch_size
         while produced < quota:
-            while len(buffer) < size:
+            # filled only with clips this epoch will use: reading past the share would start a second pass
+            while len(buffer) < min(size, needed):
                 buffer.append(next(windows))
-            key, video, audio = buffer.pop(int(rng.integers(len(buffer))))
-            batch.append((key, video, audio))
+            needed -= 1
+            # swap-remove: O(1), and as random as pop(i)
+            i = int(rng.integers(len(buffer)))
+            buffer[i], buffer[-1] = buffer[-1], buffer[i]
+            batch.append(buffer.pop())
             if len(batch) == self.cfg.batch_size:
                 yield augmented_batch(batch, rng, self.cfg.augment)
                 batch, produced = [], produced + 1
@@ -227,9 +396,11 @@ def train_loader(shards: list[ShardInfo], cfg: LoaderConfig, seed: int, rank: in
                  pin_memory: bool = False) -> tuple[DataLoader, TrainWindows]:
     ds = TrainWindows(shards, cfg, seed, rank, world)
     workers = min(cfg.num_workers, ds.batches_per_rank)  # idle workers would only cost start-up time
-    # spawn, not fork: forking a process that already runs torch threads (or CUDA) is unsafe
+    # spawn, not fork: forking a process that already runs torch threads (or CUDA) is unsafe.
+    # persistent: workers live across epochs (no seconds of start-up per epoch); set_epoch reaches
+    # them through shared memory.
     loader = DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                        multiprocessing_context="spawn" if workers else None)
+                        multiprocessing_context="spawn" if workers else None, persistent_workers=workers > 0)
     return loader, ds
 
 
@@ -241,7 +412,7 @@ def eval_windows(shards: list[ShardInfo], cfg: LoaderConfig, limit: int | None =
     n = 0
     for sample in iter_samples([s.path for s in shards]):
         key, video, audio, meta = decode_sample(sample)
-        if not usable(video, meta, cfg.window):
+        if not usable(video, meta, cfg.window, cfg.min_frames):
             continue
         for s in starts:
             start = (len(video) - cfg.window) // 2 if s == "centre" else int(s)

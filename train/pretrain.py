@@ -29,8 +29,34 @@ from train.distributed import DistInfo, all_reduce_mean, cleanup, init_from_env,
 from train.retrieval import a2v_topk, embed_windows
 
 
-def lr_at(epoch: int, cfg: PretrainConfig) -> float:
-    return max(cfg.lr * cfg.lr_decay ** epoch, cfg.min_lr)
+MODULES = ("video", "audio", "heads", "audio_scratch")  # audio_scratch: the audio encoder when not pretrained
+
+
+def lr_factor(epoch: int, step: int, cfg: PretrainConfig) -> float:
+    """Multiplier of every module's peak rate at optimizer step `step` (counted over the whole run) in
+    `epoch`: linear warm-up over the first warmup_steps, times the paper's x lr_decay per epoch, floored
+    at min_lr / lr.video."""
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+    return warm * max(cfg.lr_decay ** epoch, min(1.0, cfg.min_lr / cfg.lr.video))
+
+
+def lr_at(epoch: int, step: int, cfg: PretrainConfig) -> dict[str, float]:
+    """Each module's learning rate at that step."""
+    f = lr_factor(epoch, step, cfg)
+    return {m: getattr(cfg.lr, m) * f for m in MODULES}
+
+
+def module_of(name: str, audio_pretrained: bool = True) -> str:
+    """Parameter name of AVContrastiveModel -> its learning-rate module."""
+    top = name.split(".", 1)[0]
+    if top == "audio":
+        return "audio" if audio_pretrained else "audio_scratch"
+    return top if top == "video" else "heads"
+
+
+def set_lrs(opt: torch.optim.Optimizer, lrs: dict[str, float]) -> None:
+    for g in opt.param_groups:
+        g["lr"] = lrs[g["module"]]
 
 
 def update_stopping(state: dict, loss: float, cfg: PretrainConfig) -> None:
@@ -43,12 +69,31 @@ def update_stopping(state: dict, loss: float, cfg: PretrainConfig) -> None:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for p in model.parameters():
+    """AdamW with one group per (module, decay): the rates of video encoder, audio encoder and heads are
+    separate params; no decay on biases, norms, PReLU slopes."""
+    groups: dict[tuple[str, bool], list] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:  # the frozen wav2vec2 CNN stays out
-            (decay if p.ndim >= 2 else no_decay).append(p)  # no decay on biases, norms, PReLU slopes
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+            groups.setdefault((module_of(name, model.audio.pretrained), p.ndim >= 2), []).append(p)
+    lrs = lr_at(0, 0, cfg)
+    return torch.optim.AdamW([{"params": ps, "module": m, "lr": lrs[m], "weight_decay": cfg.weight_decay if decay
+                               else 0.0} for (m, decay), ps in sorted(groups.items())], lr=lrs["video"])
+
+
+def spread(z: torch.Tensor) -> float:
+    """Spread of L2-normalised embeddings over a batch: sqrt(1 - |mean|^2), 0 when they are one point,
+    about 1 when they are scattered over the sphere."""
+    z = torch.nn.functional.normalize(z.detach().float(), dim=-1)
+    return float((1 - z.mean(0).pow(2).sum()).clamp_min(0).sqrt())
+
+
+def guard_step(guard: dict, loss: float, spreads: float, global_batch: int, cfg: PretrainConfig) -> bool:
+    """Counts stuck steps in a row (see PretrainConfig); True exactly when the run reaches collapse_steps."""
+    chance = math.log(global_batch)
+    stuck = abs(loss - chance) <= cfg.collapse_tolerance * chance or spreads < cfg.collapse_min_spread
+    guard["run"] = guard["run"] + 1 if stuck else 0
+    guard["longest"] = max(guard.get("longest", 0), guard["run"])
+    return guard["run"] == cfg.collapse_steps
 
 
 def peak_memory_gb(device: torch.device) -> float:
@@ -57,19 +102,24 @@ def peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
-def train_one_epoch(model, loss_fn, opt, loader, ds, epoch, cfg: PretrainConfig, info: DistInfo) -> dict:
+def train_one_epoch(model, loss_fn, opt, loader, ds, epoch, cfg: PretrainConfig, info: DistInfo,
+                    state: dict) -> dict:
+    """One epoch; state["step"] (optimizer steps so far) and state["guard"] (collapse guard) carry over."""
     model.train()
     ds.set_epoch(epoch)
-    lr = lr_at(epoch, cfg)
-    for g in opt.param_groups:
-        g["lr"] = lr
     use_bf16 = cfg.bf16 and info.device.type == "cuda"
     n_steps = ds.batches_per_rank if cfg.max_steps_per_epoch is None else min(ds.batches_per_rank,
                                                                               cfg.max_steps_per_epoch)
-    total, steps, t0 = 0.0, 0, time.perf_counter()
+    global_batch = cfg.data.batch_size * info.world
+    guard = state["guard"]
+    used = [m for m in MODULES if any(g["module"] == m for g in opt.param_groups)]
+    audio_module = next((m for m in used if m.startswith("audio")), "audio")
+    total, total_spread, steps, collapsed, t0 = 0.0, 0.0, 0, False, time.perf_counter()
     for batch in loader:
         if steps == n_steps:
             break
+        lrs = lr_at(epoch, state["step"], cfg)
+        set_lrs(opt, lrs)
         video = batch["video"].to(info.device, non_blocking=True)
         audio = batch["audio"].to(info.device, non_blocking=True)
         with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -80,17 +130,26 @@ def train_one_epoch(model, loss_fn, opt, loader, ds, epoch, cfg: PretrainConfig,
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        total += float(loss.detach())
-        steps += 1
+        value, s = float(loss.detach()), min(spread(zv), spread(za))
+        total, total_spread, steps, state["step"] = total + value, total_spread + s, steps + 1, state["step"] + 1
+        if guard_step(guard, value, s, global_batch, cfg):
+            collapsed = True
+            if info.is_main:
+                print(f"WARNING: the embeddings look collapsed: {cfg.collapse_steps} steps in a row with the loss "
+                      f"near ln({global_batch}) = {math.log(global_batch):.3f} or an embedding spread below "
+                      f"{cfg.collapse_min_spread} (now loss {value:.4f}, spread {s:.3f}). Lower pretrain.lr or "
+                      "lengthen pretrain.warmup_steps.", flush=True)
         if info.is_main and (steps == 1 or steps % cfg.log_every == 0):
-            print(f"epoch {epoch} step {steps}/{n_steps} loss {float(loss.detach()):.4f} lr {lr:.2e}", flush=True)
+            print(f"epoch {epoch} step {steps}/{n_steps} loss {value:.4f} spread {s:.3f} "
+                  + " ".join(f"lr_{m} {lrs[m]:.2e}" for m in used), flush=True)
     seconds = time.perf_counter() - t0
     loss = all_reduce_mean(total / max(steps, 1), info)
     if not math.isfinite(loss):
         raise FloatingPointError(f"training loss is {loss} in epoch {epoch}; lower pretrain.lr or set grad_clip")
     clips = steps * cfg.data.batch_size * info.world
-    return {"loss": loss, "lr": lr, "clips_per_s": clips / seconds, "seconds": seconds,
-            "peak_mem_gb": peak_memory_gb(info.device)}
+    return {"loss": loss, "lr": lrs["video"], "lr_audio": lrs[audio_module], "lr_heads": lrs["heads"],
+            "spread": total_spread / max(steps, 1), "collapsed": float(collapsed or guard["run"] >= cfg.collapse_steps),
+            "clips_per_s": clips / seconds, "seconds": seconds, "peak_mem_gb": peak_memory_gb(info.device)}
 
 
 def evaluate(model: AVContrastiveModel, val_shards, cfg: PretrainConfig, info: DistInfo) -> dict:
@@ -111,7 +170,7 @@ def evaluate(model: AVContrastiveModel, val_shards, cfg: PretrainConfig, info: D
 def log_epoch(live: Live | None, record: dict) -> None:
     if live is None:
         return
-    for name in ("loss", "lr", "clips_per_s", "peak_mem_gb"):
+    for name in ("loss", "lr", "lr_audio", "lr_heads", "spread", "collapsed", "clips_per_s", "peak_mem_gb"):
         if name in record:
             live.log_metric(f"train/{name}", record[name])
     for name in ("a2v_top1", "a2v_top5"):
@@ -125,6 +184,7 @@ def export_encoder(path: Path, model: AVContrastiveModel, state: dict) -> None:
                  "config": state["config"], "params_hash": state["params_hash"],
                  "shard_index_sha256": state["shard_index_sha256"], "epochs_trained": state["epoch"] + 1,
                  "initial_retrieval": state.get("initial", {}),
+                 "audio_pretrained": model.audio.pretrained, "audio_encoder": model.audio.describe(),
                  "history": state["history"]}, path)
 
 
@@ -145,8 +205,10 @@ def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
     state, why = load_resumable(state_path, params_hash, index_sha)
     if info.is_main:
         print(f"{why} ({info.world} process(es), device {info.device}, params {params_hash})", flush=True)
+        print(model.audio.describe(), flush=True)
     if state is None:
-        state = {"epoch": -1, "best_loss": math.inf, "bad_epochs": 0, "done": False, "history": [],
+        state = {"epoch": -1, "step": 0, "guard": {"run": 0, "longest": 0}, "best_loss": math.inf, "bad_epochs": 0,
+                 "done": False, "history": [],
                  "params_hash": params_hash, "shard_index_sha256": index_sha,
                  "config": resolved_dict(model_cfg, cfg)}
     else:
@@ -158,6 +220,10 @@ def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
     loss_fn = InfoNCELoss(cfg.temperature, group)
     loader, ds = train_loader(train_shards, cfg.data, cfg.seed, info.rank, info.world,
                               pin_memory=info.device.type == "cuda")
+    if info.is_main and ds.dropped:
+        print(f"{ds.dropped} of {ds.total + ds.dropped} training clips are not used (without audio, or shorter than "
+              f"max(window, pretrain.data.min_frames) = {max(cfg.data.window, cfg.data.min_frames)} frames)",
+              flush=True)
     if info.is_main and ds.total < info.world * cfg.data.batch_size:
         print(f"warning: {ds.total} training clips for a global batch of {info.world * cfg.data.batch_size}: "
               "clips repeat inside a batch and act as false negatives", flush=True)
@@ -177,7 +243,7 @@ def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
     epoch = state["epoch"] + 1
     while not state["done"] and epoch < cfg.epochs:
         torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + info.rank)  # dropout / masking replay on resume
-        record = {"epoch": epoch, **train_one_epoch(ddp, loss_fn, opt, loader, ds, epoch, cfg, info)}
+        record = {"epoch": epoch, **train_one_epoch(ddp, loss_fn, opt, loader, ds, epoch, cfg, info, state)}
         update_stopping(state, record["loss"], cfg)
         state["done"] = state["done"] or epoch + 1 >= cfg.epochs
         state["epoch"] = epoch
@@ -194,7 +260,8 @@ def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
         export_encoder(out_dir / "encoder.pt", model, state)
         if live is not None:
             live.end()
-        print(f"finished after epoch {state['epoch']}; encoder -> {out_dir / 'encoder.pt'}", flush=True)
+        print(f"finished after epoch {state['epoch']}; encoder -> {out_dir / 'encoder.pt'}"
+              + ("" if model.audio.pretrained else " (audio encoder NOT pretrained: random-init wav2vec2)"), flush=True)
     if info.world > 1:
         dist.barrier()
     cleanup()

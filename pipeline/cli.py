@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--png", required=True)
     preview.add_argument("--samples", type=int, default=16)
     sub.add_parser("collect", help="list the shards feeding each training role (the dvc stage `collect`)")
+    sub.add_parser("results", help="print the report and where the metrics, plots and models of the last run are")
 
     from pipeline import predict
 
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import collect
 
             return collect.main()
+        if args.command == "results":
+            from pipeline import results
+
+            return results.main()
         if args.command == "predict":
             from pipeline import predict
 

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from train.augment import AugmentConfig, augment_clip
-from train.data import decode_sample, iter_samples
+from train.data import SharedEpoch, decode_sample, iter_samples
 
 BALANCE = ("pretrain_reals", "oversample", "none")
 
@@ -109,13 +109,18 @@ class LabelledClips(IterableDataset):
         if not sources:
             raise ValueError("no training shards for fine-tuning (no finetune corpus in the collect index?)")
         self.sources, self.cfg, self.exclude = list(sources), cfg, tuple(exclude_methods)
-        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
+        self.seed, self.rank, self.world = seed, rank, world
+        self._epoch = SharedEpoch()  # reaches workers that persist across epochs
         total = expected_samples if expected_samples is not None else sum(s.samples for s in sources)
         self.total_clips = total * cfg.clips_per_sample
         self.batches_per_rank = max(1, int(self.total_clips // (world * cfg.batch_size)))
 
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.set(epoch)
 
     def _slot(self) -> tuple[int, int, int]:
         info = get_worker_info()
@@ -173,5 +178,6 @@ class LabelledClips(IterableDataset):
 
 def clip_loader(ds: LabelledClips, pin_memory: bool = False) -> DataLoader:
     workers = min(ds.cfg.num_workers, ds.batches_per_rank)
+    # persistent, like pretraining's loader: no worker start-up (seconds of imports) every epoch
     return DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                      multiprocessing_context="spawn" if workers else None)
+                      multiprocessing_context="spawn" if workers else None, persistent_workers=workers > 0)

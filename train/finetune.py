@@ -210,10 +210,11 @@ def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir:
         torch.manual_seed(ft.seed * 1_000_003 + epoch * 1009 + info.rank)
         record = {"epoch": epoch, **train_epoch(model, det, opt, loader, ds, epoch, ft, info)}
         record.update(validate(det, val_paths, ft, info))
+        seconds = record.pop("seconds")  # printed, never stored: detector.pt is hashed by DVC
         history.append(record)
         if info.is_main:
             print(f"epoch {epoch} done: " + " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                                    for k, v in record.items()), flush=True)
+                                                    for k, v in {**record, "seconds": seconds}.items()), flush=True)
         log_epoch(live, record)
         score = record["val_auc"]
         if score is None:  # no val videos of both classes: nothing to select on, the last epoch is kept

@@ -96,6 +96,11 @@ def guard_step(guard: dict, loss: float, spreads: float, global_batch: int, cfg:
     return guard["run"] == cfg.collapse_steps
 
 
+# Speed and memory of an epoch: printed in the log, kept out of the checkpoint, encoder.pt and DVCLive files,
+# which DVC hashes (two identical runs must give the same dvc.lock).
+TIMING_KEYS = ("clips_per_s", "seconds", "peak_mem_gb")
+
+
 def peak_memory_gb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
@@ -170,7 +175,7 @@ def evaluate(model: AVContrastiveModel, val_shards, cfg: PretrainConfig, info: D
 def log_epoch(live: Live | None, record: dict) -> None:
     if live is None:
         return
-    for name in ("loss", "lr", "lr_audio", "lr_heads", "spread", "collapsed", "clips_per_s", "peak_mem_gb"):
+    for name in ("loss", "lr", "lr_audio", "lr_heads", "spread", "collapsed"):
         if name in record:
             live.log_metric(f"train/{name}", record[name])
     for name in ("a2v_top1", "a2v_top5"):
@@ -244,13 +249,15 @@ def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
     while not state["done"] and epoch < cfg.epochs:
         torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + info.rank)  # dropout / masking replay on resume
         record = {"epoch": epoch, **train_one_epoch(ddp, loss_fn, opt, loader, ds, epoch, cfg, info, state)}
+        timing = {k: record.pop(k) for k in TIMING_KEYS}  # printed, never stored: reruns must hash the same
         update_stopping(state, record["loss"], cfg)
         state["done"] = state["done"] or epoch + 1 >= cfg.epochs
         state["epoch"] = epoch
         if info.is_main and ((epoch + 1) % cfg.eval_every == 0 or state["done"]):
             record.update(evaluate(model, val_shards, cfg, info))
         if info.is_main:
-            print(f"epoch {epoch} done: " + " ".join(f"{k} {v:.4g}" for k, v in record.items()), flush=True)
+            print(f"epoch {epoch} done: " + " ".join(f"{k} {v:.4g}" for k, v in {**record, **timing}.items()),
+                  flush=True)
         state["history"].append(record)
         if info.is_main:
             save_atomic({**state, "model": model.state_dict(), "optimizer": opt.state_dict()}, state_path)

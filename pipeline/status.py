@@ -21,7 +21,8 @@ class StatusRecord:
     status: str  # ok | failed | skipped
     reason: str = ""  # plain words, empty when ok
     fingerprint: str = ""  # inputs + params this result was made from; a mismatch means redo
-    seconds: float = 0.0  # wall time spent on this video: in memory and the timing log, never in the record
+    # wall time spent on this video: in memory and the timing log, never in the stored record (nor compared)
+    seconds: float = field(default=0.0, compare=False)
     details: dict = field(default_factory=dict)  # stage-specific figures (frames, samples, offsets ...)
 
     def to_json(self) -> bytes:

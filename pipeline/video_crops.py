@@ -30,14 +30,14 @@ class ChainParams:
     resample: ResampleParams
     track: TrackParams
     align: AlignParams
-    retinaface: str
+    retinaface: str | None  # None with track.detector dlib (its model ships with the wheel)
     syncnet: str | None
     fan: str | None
 
 
 @dataclass
 class ChainModels:
-    face_detector: object  # preprocess.track.detect.RetinaFaceBatch
+    face_detector: object  # preprocess.track.detect.make_detector's result (dlib or RetinaFace)
     syncnet: object | None  # preprocess.track.syncnet.SyncNetScorer, when weights.syncnet is set
     landmarker: object  # preprocess.align.video.make_landmarker's result
 
@@ -79,25 +79,25 @@ def chain_params(params: dict | None = None) -> ChainParams:
 
     params = load_params() if params is None else params
     align_params = align_stage.align_params(params)
-    weights = track_stage.weight_files(params)  # plain-words FileNotFoundError when one is missing
+    track_params = track_stage.track_params(params)
+    weights = track_stage.weight_files(params, track_params.detector)  # plain words when one is missing
     fan = align_stage.resolve_weights(align_params, params)
     # Read as for a file of an eval corpus: one without audio can still be scored (pretraining needs audio).
-    return ChainParams(resample_stage.resample_params("eval", params),
-                       track_stage.track_params(params), align_params, weights["retinaface"], weights["syncnet"],
-                       str(fan) if fan else None)
+    return ChainParams(resample_stage.resample_params("eval", params), track_params, align_params,
+                       weights["retinaface"], weights["syncnet"], str(fan) if fan else None)
 
 
 def load_models(params: ChainParams, device: str = "cpu") -> ChainModels:
     from preprocess.align.video import make_landmarker
-    from preprocess.track.detect import RetinaFaceBatch
+    from preprocess.track.detect import make_detector
 
     syncnet = None
     if params.syncnet:
         from preprocess.track.syncnet import SyncNetScorer
 
         syncnet = SyncNetScorer(Path(params.syncnet), vshift=params.track.syncnet_vshift)
-    return ChainModels(RetinaFaceBatch(Path(params.retinaface), params.track.detector(), device=device), syncnet,
-                       make_landmarker(params.align, Path(params.fan) if params.fan else None))
+    detector = make_detector(params.track.detector, params.track.detector_params(), params.retinaface, device)
+    return ChainModels(detector, syncnet, make_landmarker(params.align, Path(params.fan) if params.fan else None))
 
 
 def video_crops(path: Path, params: ChainParams, models: ChainModels, on_step=None) -> VideoCrops:

@@ -28,6 +28,7 @@ def test_lomo_stages_follow_the_methods_in_params(tmp_path):
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
     dvc("init", "--no-scm", "-q", cwd=tmp_path)
+    set_methods(tmp_path, [])
     stages = dvc("stage", "list", "--name-only", cwd=tmp_path).split()
     assert {"finetune", "evaluate", "report"} <= set(stages) and not any(s.startswith("lomo") for s in stages)
     set_methods(tmp_path, ["Deepfakes", "FaceSwap"])

@@ -102,6 +102,7 @@ def test_a_second_repro_runs_nothing_and_one_corpus_edit_reruns_that_corpus(main
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = {line.strip().rstrip(":") for line in dvc(root, "status").splitlines()
                if line and not line.startswith((" ", "\t"))}
-    # demo writes every demo corpus's manifest, so it reads each one's params; no other corpus's stage is touched
-    assert changed == {"demo", "resample@demo_eval", "track@demo_eval", "crop@demo_eval"}, changed
+    # demo writes every demo corpus's manifest, so it reads each one's params, and collect lists every corpus's
+    # role; no stage of another corpus is touched
+    assert changed == {"demo", "resample@demo_eval", "track@demo_eval", "crop@demo_eval", "collect"}, changed
     assert (root / "dvc.lock").read_text() == lock

@@ -1,6 +1,7 @@
 """Atomic checkpoint writing and the resume rule (only a state from the same config and shard index)."""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -11,8 +12,10 @@ from pipeline.atomic import atomic_path
 
 def save_atomic(obj, path: str | os.PathLike) -> None:
     """A kill mid-write must leave the previous checkpoint intact: write a temp file, then rename."""
+    buffer = io.BytesIO()  # saved to a path, torch names the archive's folder after it: a random temp name
+    torch.save(obj, buffer)  # would make identical checkpoints differ in bytes (and in their DVC hash)
     with atomic_path(Path(path)) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def load_resumable(path: str | os.PathLike, params_hash: str, index_sha256: str) -> tuple[dict | None, str]:

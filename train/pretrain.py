@@ -15,6 +15,7 @@ import resource
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from dvclive import Live
@@ -247,7 +248,9 @@ def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
 
     epoch = state["epoch"] + 1
     while not state["done"] and epoch < cfg.epochs:
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + info.rank)  # dropout / masking replay on resume
+        epoch_seed = cfg.seed * 1_000_003 + epoch * 1009 + info.rank
+        torch.manual_seed(epoch_seed)  # dropout replays on resume
+        np.random.seed(epoch_seed)  # transformers draws wav2vec2's time masks from numpy's global generator
         record = {"epoch": epoch, **train_one_epoch(ddp, loss_fn, opt, loader, ds, epoch, cfg, info, state)}
         timing = {k: record.pop(k) for k in TIMING_KEYS}  # printed, never stored: reruns must hash the same
         update_stopping(state, record["loss"], cfg)

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader
 
 from train.augment import AugmentConfig, augment_clip
-from train.data import SharedEpoch, decode_sample, iter_samples
+from train.data import EpochBatches, decode_sample, iter_samples
 
 BALANCE = ("pretrain_reals", "oversample", "none")
 
@@ -101,32 +101,19 @@ def copies(weight: float, rng: np.random.Generator) -> int:
     return whole + int(rng.random() < weight - whole)
 
 
-class LabelledClips(IterableDataset):
+class LabelledClips(EpochBatches):
     """Yields whole batches {"video": (B, clip, crop, crop) float32 normalised, "label": (B,) float32 1=fake}."""
 
     def __init__(self, sources: list[ClipSource], cfg: ClipLoaderConfig, exclude_methods: tuple[str, ...] = (),
                  seed: int = 0, rank: int = 0, world: int = 1, expected_samples: float | None = None):
         if not sources:
             raise ValueError("no training shards for fine-tuning (no finetune corpus in the collect index?)")
+        super().__init__()
         self.sources, self.cfg, self.exclude = list(sources), cfg, tuple(exclude_methods)
         self.seed, self.rank, self.world = seed, rank, world
-        self._epoch = SharedEpoch()  # reaches workers that persist across epochs
         total = expected_samples if expected_samples is not None else sum(s.samples for s in sources)
         self.total_clips = total * cfg.clips_per_sample
         self.batches_per_rank = max(1, int(self.total_clips // (world * cfg.batch_size)))
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch.get()
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch.set(epoch)
-
-    def _slot(self) -> tuple[int, int, int]:
-        info = get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        quota = self.batches_per_rank // nw + (wid < self.batches_per_rank % nw)
-        return self.rank * nw + wid, self.world * nw, quota
 
     def _clips(self, slot: int, slots: int, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, float]]:
         perm = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.sources))

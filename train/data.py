@@ -121,6 +121,18 @@ def iter_samples(paths: list[str]) -> Iterator[dict]:
             yield from wds.tariterators.tarfile_samples([{"url": path}])
 
 
+def sample_members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str, str]]:
+    """(member, sample key, lower-case field) of a shard's regular members, as WebDataset groups them: key =
+    member name up to the first dot of its base name; meta members (`__index__`) and non-files skipped."""
+    for member in tar:
+        name = member.name
+        if not member.isreg() or ("/" not in name and name.startswith("__") and name.endswith("__")):
+            continue
+        prefix, suffix = wds.tariterators.base_plus_ext(name)
+        if prefix is not None:
+            yield member, prefix, suffix.lower()
+
+
 def _local_tar_samples(path: str) -> Iterator[dict]:
     """WebDataset's grouping (key = member name up to the first dot of its base name; meta members and
     non-files skipped) over a local tar. Reading each member with one readinto instead of WebDataset's
@@ -128,18 +140,12 @@ def _local_tar_samples(path: str) -> Iterator[dict]:
     arrays viewing them writable."""
     sample: dict | None = None
     with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
-        for member in tar:
+        for member, prefix, suffix in sample_members(tar):
             name = member.name
-            if not member.isreg() or ("/" not in name and name.startswith("__") and name.endswith("__")):
-                continue
-            prefix, suffix = wds.tariterators.base_plus_ext(name)
-            if prefix is None:
-                continue
             if sample is None or sample["__key__"] != prefix:
                 if sample is not None:
                     yield sample
                 sample = {"__key__": prefix, "__url__": path}
-            suffix = suffix.lower()
             if suffix in sample:
                 raise ValueError(f"{path}: {name} appears twice in sample {prefix!r}")
             data = bytearray(member.size)
@@ -196,17 +202,11 @@ def scan_shard(path: str) -> list[SampleRef]:
     with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
         members: dict[str, dict] = {}
         order: list[str] = []
-        for member in tar:
-            name = member.name
-            if not member.isreg() or ("/" not in name and name.startswith("__") and name.endswith("__")):
-                continue
-            prefix, suffix = wds.tariterators.base_plus_ext(name)
-            if prefix is None:
-                continue
+        for member, prefix, suffix in sample_members(tar):
             if prefix not in members:
                 members[prefix] = {}
                 order.append(prefix)
-            members[prefix][suffix.lower()] = (member.offset_data, member.size)
+            members[prefix][suffix] = (member.offset_data, member.size)
         for key in order:
             fields = members[key]
             if "video.npy" not in fields or "audio.npy" not in fields:  # as decode_sample words it
@@ -278,7 +278,33 @@ class _OpenShard:
         return sample
 
 
-class TrainWindows(IterableDataset):
+class EpochBatches(IterableDataset):
+    """An iterable of whole batches, `batches_per_rank` per rank and epoch, split over the DataLoader's
+    workers; the epoch lives in shared memory so workers that persist across epochs see set_epoch."""
+
+    rank: int
+    world: int
+    batches_per_rank: int
+
+    def __init__(self):
+        self._epoch = SharedEpoch()
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.set(epoch)
+
+    def _slot(self) -> tuple[int, int, int]:
+        """(this reader's index, readers in all, batches it makes this epoch)."""
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        quota = self.batches_per_rank // nw + (wid < self.batches_per_rank % nw)
+        return self.rank * nw + wid, self.world * nw, quota
+
+
+class TrainWindows(EpochBatches):
     """Yields whole batches {"key": [key@start], "video": (B, window, crop, crop), "audio": (B, window * 640)}.
 
     Usable clips: with audio and at least max(window, min_frames) frames. Every reader (rank x worker) takes
@@ -292,8 +318,8 @@ class TrainWindows(IterableDataset):
                  world: int = 1):
         if not shards:
             raise ValueError("no training shards (is the shard index empty for this role?)")
+        super().__init__()
         self.shards, self.cfg, self.seed, self.rank, self.world = list(shards), cfg, seed, rank, world
-        self._epoch = SharedEpoch()
         # usable clips per shard: exact for local shards (headers scanned), the index's count otherwise
         self.counts = [sum(r.usable(cfg) for r in scan_shard(s.path)) if os.path.isfile(s.path) else s.samples
                        for s in self.shards]
@@ -305,19 +331,6 @@ class TrainWindows(IterableDataset):
                              f"{cfg.min_frames}) frames in {len(self.shards)} shards")
         # Every rank yields this many batches per epoch, whatever its shards hold (repeats if short).
         self.batches_per_rank = max(1, total // (world * cfg.batch_size))
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch.get()
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch.set(epoch)
-
-    def _slot(self) -> tuple[int, int, int]:
-        info = get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        quota = self.batches_per_rank // nw + (wid < self.batches_per_rank % nw)
-        return self.rank * nw + wid, self.world * nw, quota
 
     def _owner(self, i: int, nw: int) -> int:
         """The reader of the clip with index i in the epoch's order. Clip i goes to batch slot i mod Nb

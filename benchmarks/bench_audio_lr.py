@@ -41,7 +41,7 @@ def main() -> None:
     from models.avclip import AVContrastiveModel
     from models.loss import InfoNCELoss
     from models.presets import TINY_VIDEO
-    from train.config import load_params
+    from train.pretrain_config import load_params
     from train.data import eval_windows, read_index, train_loader
     from train.pretrain import lr_at, make_optimizer, set_lrs
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # test_align_helpers: the pipeline project the tests use
+sys.path.insert(0, str(ROOT / "tests"))  # pipeline_project: the pipeline project the tests use
 
 
 def shards() -> list[str]:
-    import test_align_helpers as h
+    import pipeline_project as h
 
     if h.MISSING:
         raise SystemExit(h.MISSING)

@@ -32,7 +32,7 @@ RETINAFACE = SHARED / "weights" / "retinaface" / "retinaface_mobilenet0.25.pth"
 def looped_video(clip: Path, seconds: int, work: Path) -> tuple[Path, Path]:
     """The clip looped to `seconds`, resampled to the resample stage's 25 fps .mkv and 16 kHz .wav."""
     from preprocess.ffmpeg import run_ffmpeg
-    from preprocess.resample import ResampleParams, resample_video
+    from preprocess.resample.convert import ResampleParams, resample_video
 
     video, audio = work / f"{clip.stem}-{seconds}s.mkv", work / f"{clip.stem}-{seconds}s.wav"
     if video.exists() and audio.exists():
@@ -63,12 +63,12 @@ def child_track(video: Path, audio: Path, boxes_out: Path) -> dict:
     import torch
 
     from preprocess.track.detect import RetinaFaceBatch
-    from preprocess.track.params import TrackParams
-    from preprocess.track.video import track_video
+    from preprocess.track.track_params import TrackParams
+    from preprocess.track.track_video import track_video
 
     torch.set_num_threads(1)  # as the stage does: one task per worker process
     params = TrackParams()
-    detector = RetinaFaceBatch(RETINAFACE, params.detector_params(), device="cpu")
+    detector = RetinaFaceBatch(RETINAFACE, params.detect, device="cpu")
     before = rss_now_mb()
     start = time.perf_counter()
     result = track_video(video, audio, params, detector)
@@ -81,9 +81,9 @@ def child_track(video: Path, audio: Path, boxes_out: Path) -> dict:
 def child_align(video: Path, audio: Path, boxes_out: Path) -> dict:
     import pandas as pd
 
-    from pipeline.params import load_params
-    from preprocess.align.config import AlignParams
-    from preprocess.align.video import align_video, make_landmarker
+    from pipeline.corpora import load_params
+    from preprocess.align.align_params import AlignParams
+    from preprocess.align.align_video import align_video, make_landmarker
 
     params = AlignParams(**(load_params(ROOT / "params.yaml").get("align") or {}))
     landmarker = make_landmarker(params)

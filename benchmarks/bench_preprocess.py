@@ -32,10 +32,11 @@ def main() -> None:
 
     import pandas as pd
 
-    import test_align_helpers as h
+    import pipeline_project as h
     from pipeline.manifest import scan_corpus, write_manifest
-    from pipeline.params import get_corpus, load_params
-    from pipeline.stages import align, crop, resample, track
+    from pipeline.corpora import get_corpus, load_params
+    from pipeline import stages
+    from preprocess.crop import stage as crop
 
     if h.MISSING:
         raise SystemExit(h.MISSING)
@@ -54,9 +55,9 @@ def main() -> None:
         params = load_params()
         for name in ("gridt", "cremadt"):
             write_manifest(scan_corpus(get_corpus(name, params)), root / "data_manifests" / f"{name}.parquet")
-        for step, fn in (("resample", lambda n: resample.run(n, client)),
-                         ("track", lambda n: track.run(n, client)),
-                         ("align", lambda n: align.run(n, client)), ("crop", crop.run)):
+        for step, fn in (("resample", lambda n: stages.run("resample", n, client)),
+                         ("track", lambda n: stages.run("track", n, client)),
+                         ("align", lambda n: stages.run("align", n, client)), ("crop", crop.run)):
             start = time.perf_counter()
             for name in ("gridt", "cremadt"):
                 fn(name)

@@ -23,13 +23,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # test_align_helpers: the pipeline project the tests use
+sys.path.insert(0, str(ROOT / "tests"))  # pipeline_project: the pipeline project the tests use
 
 
 def pipeline_index() -> Path:
     """Runs the pipeline on the shared clips (in a scratch folder removed at exit); a shard index of its
     pretraining shards, train and val both for training."""
-    import test_align_helpers as h
+    import pipeline_project as h
 
     if h.MISSING:
         raise SystemExit(h.MISSING)
@@ -55,7 +55,7 @@ def measure(config: str, index: str, batch: int, steps: int, threads: int) -> di
     from models.loss import InfoNCELoss
     from models.presets import TINY_VIDEO, tiny_wav2vec2_config
     from models.video import VideoEncoderConfig
-    from train.config import PretrainConfig
+    from train.pretrain_config import PretrainConfig
     from train.data import LoaderConfig, read_index, train_loader
     from train.pretrain import make_optimizer
 

@@ -52,7 +52,7 @@ def main() -> None:
     from models.avclip import AVContrastiveModel
     from models.loss import InfoNCELoss
     from models.presets import TINY_VIDEO
-    from train.config import LearningRates, load_params
+    from train.pretrain_config import LearningRates, load_params
     from train.data import eval_windows, read_index, train_loader
     from train.pretrain import guard_step, lr_at, make_optimizer, set_lrs, spread
     from train.retrieval import a2v_topk, embed_windows

@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from preprocess.probe import probe
-    from preprocess.resample import ResampleParams, resample_video
+    from preprocess.resample.convert import ResampleParams, resample_video
 
     clips = sorted((TESTDATA / "grid").glob("*.mpg")) + sorted((TESTDATA / "cremad").glob("*.flv"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,7 +71,8 @@ def main() -> None:
         os.environ["AVLIPS_ROOT"] = str(root)
         from pipeline.cluster import dask_client
         from pipeline.registry import add_corpus
-        from pipeline.stages import resample
+        from pipeline import stages
+        from preprocess.resample import stage as resample
 
         _, manifest = add_corpus("bench", str(raw), pattern="*.*", role="pretrain", label="real")
         seconds = float(manifest.duration.sum())
@@ -80,7 +81,7 @@ def main() -> None:
             with dask_client(workers=workers) as client:
                 client.wait_for_workers(workers)
                 start = time.perf_counter()
-                resample.run("bench", client)
+                stages.run("resample", "bench", client)
                 wall = time.perf_counter() - start
             print(f"stage, {workers} worker(s): {len(manifest)} videos, {seconds:.0f} s of video in {wall:.2f} s "
                   f"= {seconds / wall:.1f} s of video per wall-second")
@@ -93,7 +94,7 @@ def long_video_memory(minutes: float) -> None:
     import resource
 
     from preprocess.ffmpeg import run_ffmpeg
-    from preprocess.resample import ResampleParams, resample_video
+    from preprocess.resample.convert import ResampleParams, resample_video
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "long.mp4"

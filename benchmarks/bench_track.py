@@ -26,11 +26,11 @@ SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
 from preprocess.media import iter_frame_batches  # noqa: E402
-from preprocess.resample import ResampleParams, resample_video  # noqa: E402
+from preprocess.resample.convert import ResampleParams, resample_video  # noqa: E402
 from preprocess.track.detect import RetinaFaceBatch  # noqa: E402
-from preprocess.track.params import TrackParams  # noqa: E402
+from preprocess.track.track_params import TrackParams  # noqa: E402
 from preprocess.track.tracking import iou_matrix  # noqa: E402
-from preprocess.track.video import track_video  # noqa: E402
+from preprocess.track.track_video import track_video  # noqa: E402
 
 CONFIGS = [  # (label, detect_short_side, detect_stride)
     ("full-res, every frame", None, 1),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.params import LABELS, ROLES
+from pipeline.corpora import LABELS, ROLES
 from pipeline.stages import PER_CORPUS_STAGES
 
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="per corpus and stage: videos ok / failed / skipped / pending")
 
-    from pipeline import inspect as shard_inspect
+    from pipeline import shard_inspect
 
     shards = sub.add_parser("shards", help="what is in the shards")
     shards_sub = shards.add_subparsers(dest="action", required=True)
@@ -72,17 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "stage":
             return _stage(args)
         if args.command == "demo":
-            from pipeline.stages import demo
+            from pipeline.stages import run_demo
 
-            demo.run(args.workers)
+            run_demo(args.workers)
             return 0
         if args.command == "status":
-            from pipeline.report import status_table
+            from pipeline.status import status_table
 
             print(status_table().to_string(index=False))
             return 0
         if args.command == "shards":
-            from pipeline import inspect as shard_inspect
+            from pipeline import shard_inspect
 
             if args.action == "preview":
                 drawn = shard_inspect.corpus_preview(args.corpus, Path(args.png), args.samples)
@@ -130,17 +130,15 @@ def _corpus(args) -> int:
 
 
 def _stage(args) -> int:
-    import importlib
-
+    from pipeline import stages
     from pipeline.cluster import ClusterError, dask_client
 
-    stage = importlib.import_module(f"pipeline.stages.{args.stage}")
-    if not getattr(stage, "USES_CLUSTER", True):  # e.g. crop: packing only, nothing to spread out
-        stage.run(args.corpus)
+    if not stages.uses_cluster(args.stage):  # crop: packing only, nothing to spread out
+        stages.run(args.stage, args.corpus)
         return 0
     try:
         with dask_client(args.scheduler, args.workers) as client:
-            stage.run(args.corpus, client)
+            stages.run(args.stage, args.corpus, client)
     except ClusterError as exc:  # unreachable, no workers, other code: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

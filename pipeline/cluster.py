@@ -22,7 +22,7 @@ import dask
 from distributed import Client, LocalCluster
 
 from pipeline.codeversion import code_version, version_probe
-from pipeline.params import load_params
+from pipeline.corpora import load_params
 
 # A video that kills its worker (a decoder crash) would otherwise be rescheduled onto 3 more workers and
 # kill them too. This reaches only the embedded scheduler; on any other the runner's own guard (at most

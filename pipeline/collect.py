@@ -17,11 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline import paths
-from pipeline.atomic import write_bytes_atomic
-from pipeline.params import ROLES, load_corpora
+from preprocess import paths
+from preprocess.contract import SPLITS
+from preprocess.fileio import write_bytes_atomic
+from pipeline.corpora import ROLES, load_corpora
 
-SPLITS = ("train", "val", "test")
 
 
 def output_dir() -> Path:

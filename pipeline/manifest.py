@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.atomic import write_parquet_atomic
-from pipeline.params import Corpus, project_path
+from preprocess.fileio import write_parquet_atomic
+from pipeline.corpora import Corpus
+from preprocess.fileio import sha256_file
+from preprocess.paths import project_path
 from pipeline.splits import group_of, read_split_file, split_of
 from preprocess.probe import ProbeError, ProbeInfo, probe
 
@@ -32,14 +34,6 @@ def video_id_for(relpath: str) -> str:
 
 def list_videos(raw_dir: Path, pattern: str) -> list[str]:
     return sorted(p.relative_to(raw_dir).as_posix() for p in raw_dir.glob(pattern) if p.is_file())
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _describe(path: Path) -> dict:
@@ -99,7 +93,7 @@ def scan_corpus(corpus: Corpus, previous: pd.DataFrame | None = None, threads: i
 def read_labels_file(path: Path, relpaths: set[str]) -> dict[str, dict]:
     """relpath -> {label, method} from a CSV with columns relpath,label[,method] (e.g. FakeAVCeleb, where real
     and fake videos share one tree)."""
-    from pipeline.params import LABELS
+    from pipeline.corpora import LABELS
 
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     if not {"relpath", "label"} <= set(table.columns):

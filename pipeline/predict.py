@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from preprocess.contract import FPS
+
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy imports wait for `run`
     from pipeline.video_crops import VideoCrops
 
 DEFAULT_DETECTOR = Path("artifacts/finetune/detector.pt")
-FPS = 25  # the resample stage's frame rate: frame indices / FPS are seconds
 EXIT_UNSCORED = 1  # some file could not be scored
 
 
@@ -260,7 +261,7 @@ def _default_device() -> str:
 def main(args) -> int:
     import os
 
-    from pipeline import paths
+    from preprocess import paths
 
     # Idle OpenMP threads sleep instead of spinning. Measured on a shared 2-core machine: with spinning, 2 torch
     # threads ran RetinaFace and the detector 2-9x slower than 1 thread; sleeping, never slower. Must be set

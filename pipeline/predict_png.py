@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from preprocess.contract import FPS
+
 import numpy as np
 
-FPS = 25
 SLOTS = 9  # crops per row: a row's axes are about 9 times as wide as high, so each crop is about square
 WIDTH, ROW_HEIGHT = 12.0, 1.9  # inches
 

@@ -9,19 +9,19 @@ from pathlib import Path
 import pandas as pd
 from ruamel.yaml.comments import CommentedMap
 
-from pipeline import paths
-from pipeline.atomic import write_bytes_atomic
+from preprocess import paths
+from preprocess.fileio import write_bytes_atomic
 from pipeline.manifest import list_videos, read_manifest, scan_corpus, write_manifest
-from pipeline.params import (
+from pipeline.corpora import (
     CORPUS_NAME,
     DEFAULT_SPLITS,
     LABELS,
     ROLES,
     Corpus,
     corpus_from_dict,
-    project_path,
     yaml_roundtrip,
 )
+from preprocess.paths import project_path
 
 
 class RegistryError(ValueError):
@@ -130,7 +130,7 @@ def remove_corpus(name: str) -> list[Path]:
 
 def list_corpora() -> pd.DataFrame:
     """One row per registered corpus with its manifest's counts."""
-    from pipeline.params import load_corpora
+    from pipeline.corpora import load_corpora
 
     rows = []
     for corpus in load_corpora().values():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pipeline import paths
+from preprocess import paths
 
 # (what, glob under the project root): listed when present, in this order
 OUTPUTS = (

@@ -17,33 +17,20 @@ import sys
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
 from distributed import Client, as_completed
 from tqdm import tqdm
 
-from pipeline import paths
-from pipeline.atomic import remove_leftover_tmp_files, write_parquet_atomic
 from pipeline.cluster import ClusterError
 from pipeline.codeversion import code_version
-from pipeline.params import stable_hash
-from pipeline.status import FAILED, OK, StageFailure, StatusRecord, read_record, records_to_table, write_record
-
-
-@dataclass
-class VideoTask:
-    stage: str
-    corpus: str
-    video_id: str
-    fingerprint: str
-    inputs: dict = field(default_factory=dict)  # stage-specific: paths and params, all picklable
-    outputs: list[str] = field(default_factory=list)  # files an ok result has; one gone means redo
-    root: str = field(default_factory=lambda: str(paths.project_root()))  # travels to remote workers
-    code: str = field(default_factory=lambda: code_version()[0])  # the client's code; a worker must match
-    run: str = ""  # this run's id, set by run_stage: names the task keys and the start claims
+from preprocess import paths
+from preprocess.fileio import prune_outputs, remove_leftover_tmp_files
+from preprocess.records import (FAILED, OK, StageFailure, StatusRecord, VideoTask, read_record, write_record,
+                                write_status_table)
+from preprocess.settings import stable_hash
 
 
 STARTS_PER_RUN = 2  # a video that killed its worker is started once more, then it is a failed row
@@ -110,11 +97,11 @@ def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn, cli
 
     reused = len(records) - len(settled)
     if todo:
-        run = run_id(todo)
+        run, root, code = run_id(todo), str(paths.project_root()), code_version()[0]
         claims = _claims_dir(stage, corpus)
         shutil.rmtree(claims, ignore_errors=True)  # left by a killed run
         try:
-            records += _run_on_dask(stage, corpus, [replace(t, run=run) for t in todo], work, client,
+            records += _run_on_dask(stage, corpus, [replace(t, run=run, root=root, code=code) for t in todo], work, client,
                                     window_per_worker)
         finally:
             shutil.rmtree(claims, ignore_errors=True)  # not an output: never in the DVC-tracked folder
@@ -227,25 +214,3 @@ def crash_record(task: VideoTask, error: str) -> StatusRecord:
 
 def _prune_stale_records(stage: str, corpus: str, keep: set[str]) -> None:
     prune_outputs([paths.status_dir(stage, corpus)], keep)
-
-
-def prune_outputs(folders, keep: set[str]) -> None:
-    """Delete the per-video files (named <video_id>.<ext>) in `folders` whose video is not in `keep`:
-    a stage's outputs exist for exactly the videos it passed on."""
-    for folder in folders:
-        if folder.exists():
-            for path in folder.iterdir():
-                if path.is_file() and path.stem not in keep:
-                    path.unlink()
-
-
-def write_status_table(stage: str, corpus: str, records: list[StatusRecord]) -> None:
-    table = records_to_table(records)
-    table = table.drop(columns=[c for c in table.columns if c.endswith(".traceback")])
-    write_parquet_atomic(paths.status_table_path(stage, corpus), table)
-    worked = [r for r in records if r.seconds > 0]
-    if worked:  # outside every DVC output: timings differ from run to run
-        write_parquet_atomic(paths.project_root() / "logs" / "timings" / f"{stage}@{corpus}.parquet",
-                             pd.DataFrame({"video_id": [r.video_id for r in worked],
-                                           "status": [r.status for r in worked],
-                                           "seconds": [r.seconds for r in worked]}))

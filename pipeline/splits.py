@@ -8,7 +8,8 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-SPLITS = ("train", "val", "test")
+from preprocess.contract import SPLITS
+
 
 
 def group_of(relpath: str, group_by: str | None) -> str:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.params import load_params
-from pipeline.status import StageFailure
-from preprocess.align.config import AlignParams
-from preprocess.resample import ResampleParams
-from preprocess.track.params import TrackParams
+from pipeline.corpora import load_params
+from preprocess.records import CorpusRef, StageFailure
+from preprocess.align.align_params import AlignParams
+from preprocess.resample.convert import ResampleParams
+from preprocess.track.track_params import TrackParams
 
 STEPS = ("resample", "track", "align")
 
@@ -39,7 +39,7 @@ class ChainParams:
 class ChainModels:
     face_detector: object  # preprocess.track.detect.make_detector's result (dlib or RetinaFace)
     syncnet: object | None  # preprocess.track.syncnet.SyncNetScorer, when weights.syncnet is set
-    landmarker: object  # preprocess.align.video.make_landmarker's result
+    landmarker: object  # preprocess.align.align_video.make_landmarker's result
 
 
 @dataclass
@@ -73,30 +73,31 @@ class VideoCrops:
 
 def chain_params(params: dict | None = None) -> ChainParams:
     """The stages' params and weights from params.yaml (the project's, or `params`), read as they read them."""
-    from pipeline.stages import align as align_stage
-    from pipeline.stages import resample as resample_stage
-    from pipeline.stages import track as track_stage
+    from preprocess.align import stage as align_stage
+    from preprocess.resample import stage as resample_stage
+    from preprocess.track import stage as track_stage
 
     params = load_params() if params is None else params
-    align_params = align_stage.align_params(params)
-    track_params = track_stage.track_params(params)
+    align_params = align_stage.settings(params)
+    track_params = track_stage.settings(params)
     weights = track_stage.weight_files(params, track_params.detector)  # plain words when one is missing
     fan = align_stage.resolve_weights(align_params, params)
     # Read as for a file of an eval corpus: one without audio can still be scored (pretraining needs audio).
-    return ChainParams(resample_stage.resample_params("eval", params), track_params, align_params,
+    as_eval = CorpusRef("predict", "eval", "real", Path("."))
+    return ChainParams(resample_stage.settings(params, as_eval), track_params, align_params,
                        weights["retinaface"], weights["syncnet"], str(fan) if fan else None)
 
 
 def load_models(params: ChainParams, device: str = "cpu") -> ChainModels:
-    from preprocess.align.video import make_landmarker
+    from preprocess.align.align_video import make_landmarker
     from preprocess.track.detect import make_detector
 
     syncnet = None
     if params.syncnet:
         from preprocess.track.syncnet import SyncNetScorer
 
-        syncnet = SyncNetScorer(Path(params.syncnet), vshift=params.track.syncnet_vshift)
-    detector = make_detector(params.track.detector, params.track.detector_params(), params.retinaface, device)
+        syncnet = SyncNetScorer(Path(params.syncnet), vshift=params.track.sync.syncnet_vshift)
+    detector = make_detector(params.track.detector, params.track.detect, params.retinaface, device)
     return ChainModels(detector, syncnet, make_landmarker(params.align, Path(params.fan) if params.fan else None))
 
 
@@ -124,9 +125,9 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
                on_step) -> None:
     import pandas as pd
 
-    from preprocess.align.video import align_video, load_aligned
-    from preprocess.resample import resample_video
-    from preprocess.track.video import track_video
+    from preprocess.align.align_video import align_video, load_aligned
+    from preprocess.resample.convert import resample_video
+    from preprocess.track.track_video import track_video
 
     video, audio = tmp / "video.mkv", tmp / "audio.wav"
     clock, cpu = time.perf_counter(), cpu_time()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import scratch_path
+from preprocess.fileio import scratch_path
 
 
 class FrameStore:

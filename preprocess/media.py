@@ -8,6 +8,8 @@ from typing import Iterator
 import av
 import numpy as np
 
+from preprocess.contract import SAMPLE_RATE
+
 
 def iter_frame_batches(video: Path, batch: int = 64, gray: bool = False,
                        scale: float = 1.0) -> Iterator[np.ndarray]:
@@ -43,7 +45,7 @@ class Pcm16:
 
     def __init__(self, wav_path: Path):
         with wave.open(str(wav_path), "rb") as wav:
-            if wav.getnchannels() != 1 or wav.getsampwidth() != 2 or wav.getframerate() != 16000:
+            if wav.getnchannels() != 1 or wav.getsampwidth() != 2 or wav.getframerate() != SAMPLE_RATE:
                 raise ValueError(f"audio {Path(wav_path).name} is not 16 kHz mono 16-bit PCM")
             self.n_samples = wav.getnframes()
         self.path = wav_path

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.params import project_path
+from preprocess.paths import project_path
 
 WEIGHTS_ENV = "AVLIPS_WEIGHTS"  # a folder of weight files for offline machines and clusters
 # The files face-alignment itself downloads, by the names it gives them in the torch hub cache.

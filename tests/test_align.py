@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_align_helpers import MISSING, aligned_project, copy_project, first_tracked_video, local_client, project_env
+from pipeline_project import MISSING, aligned_project, copy_project, first_tracked_video, local_client, project_env
 
 from preprocess.align import geometry, mouth
 from preprocess.align.smoothing import interpolate, moving_average, split_pieces
@@ -52,8 +52,8 @@ def test_moving_average_is_centred_and_keeps_lines():
 
 # ------------------------------------------------- real clips: RetinaFace track boxes, dlib landmarks
 def _aligned(root, corpus):
-    from pipeline.stages import align
-    from preprocess.align.video import load_aligned
+    from preprocess.align import stage as align
+    from preprocess.align.align_video import load_aligned
 
     table = pd.read_parquet(root / "data" / "align" / corpus / "status.parquet")
     return {vid: load_aligned(align.output_path(corpus, vid)) for vid in table.video_id[table.status == "ok"]}
@@ -99,9 +99,10 @@ def test_lips_are_centred_and_mouth_width_is_canonical():
 
 
 def test_killed_run_resumes_and_failed_tracks_are_accounted(tmp_path):
-    from pipeline import paths
-    from pipeline.stages import align
-    from pipeline.status import FAILED, StatusRecord, read_record, write_record
+    from preprocess import paths
+    from pipeline import stages
+    from preprocess.align import stage as align
+    from preprocess.records import FAILED, StatusRecord, read_record, write_record
 
     root = copy_project(aligned_project(), tmp_path / "project")
     with project_env(root), local_client() as client:
@@ -113,7 +114,7 @@ def test_killed_run_resumes_and_failed_tracks_are_accounted(tmp_path):
         (align.output_path("gridt", lost).parent / ".tmp-123-x.npz").write_bytes(b"half")
         track = read_record("track", "gridt", bad)
         write_record(StatusRecord("gridt", bad, "track", FAILED, "no face found in any frame", "fp-bad"))
-        records = {r.video_id: r for r in align.run("gridt", client)}
+        records = {r.video_id: r for r in stages.run("align", "gridt", client)}
         assert records[bad].status == "skipped" and "no face found" in records[bad].reason
         assert not align.output_path("gridt", bad).exists()
         redone, _ = _aligned(root, "gridt")[lost]
@@ -144,7 +145,7 @@ def test_align_cli_killed_mid_run_resumes(tmp_path):
     import sys
     import time
 
-    from pipeline.status import read_record
+    from preprocess.records import read_record
 
     root = copy_project(aligned_project(), tmp_path / "project")
     align_dir = root / "data" / "align" / "gridt"
@@ -176,9 +177,9 @@ def test_align_cli_killed_mid_run_resumes(tmp_path):
 
 def test_colour_crops_and_missing_audio(tmp_path):
     """align.color gives (T, 96, 96, 3) crops; a video without audio gets zeros and says so."""
-    from pipeline.stages import crop
-    from preprocess.align.config import AlignParams
-    from preprocess.align.video import align_video, load_aligned, make_landmarker
+    from preprocess.crop import stage as crop
+    from preprocess.align.align_params import AlignParams
+    from preprocess.align.align_video import align_video, load_aligned, make_landmarker
 
     root = aligned_project()
     with project_env(root):
@@ -192,7 +193,7 @@ def test_colour_crops_and_missing_audio(tmp_path):
         gray, _ = _aligned(root, "gridt")[row["video_id"]]
         luma = arrays["crops"].astype(float) @ [0.299, 0.587, 0.114]
         assert np.abs(luma - gray["crops"][:30]).mean() < 8  # the same picture, in colour
-        import pipeline.stages.align as align_stage
+        import preprocess.align.stage as align_stage
 
         original = align_stage.output_path
         align_stage.output_path = lambda corpus, video_id: out

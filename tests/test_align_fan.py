@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_align_helpers import MISSING, aligned_project, first_tracked_video, project_env
+from pipeline_project import MISSING, aligned_project, first_tracked_video, project_env
 
 from preprocess.align import landmarks_fan
 
@@ -26,9 +26,10 @@ def test_heatmap_peak_maps_back_to_the_frame_point():
 
 @pytest.mark.skipif(bool(MISSING), reason=MISSING)
 def test_fan_and_dlib_paths_give_identically_shaped_samples(monkeypatch, tmp_path):
-    from pipeline.stages import align, crop
+    from preprocess.align import stage as align
+    from preprocess.crop import stage as crop
     from preprocess.align import video as align_video_mod
-    from preprocess.align.config import AlignParams
+    from preprocess.align.align_params import AlignParams
 
     root = aligned_project()
     with project_env(root):

@@ -21,11 +21,12 @@ import pandas as pd
 import pytest
 from conftest import make_video
 
-from pipeline import paths
+from preprocess import paths
 from pipeline.cluster import ClusterError, ClusterSettings, dask_client
 from pipeline.manifest import video_id_for
 from pipeline.registry import add_corpus
-from pipeline.stages import resample
+from pipeline import stages
+from preprocess.resample import stage as resample
 
 REPO = Path(__file__).resolve().parents[1]
 POISON = "poison.mp4"  # the video the shared workers die on (the test hook)
@@ -165,7 +166,7 @@ def test_a_video_that_kills_its_worker_is_started_twice_then_a_row(shared, procs
     synthetic_corpus(root, 1.0, names=("a.mp4", "b.mp4", POISON))
     before = procs.log("w1") + procs.log("w2")
     with root_env(root), dask_client(shared, settings=CHECKED) as client:
-        records = {r.video_id: r for r in resample.run("c", client)}
+        records = {r.video_id: r for r in stages.run("resample", "c", client)}
         client.wait_for_workers(2, timeout=60)  # the nannies restart what the poison killed
     poisoned = records.pop(video_id_for(POISON))
     assert poisoned.status == "failed" and poisoned.reason.startswith("crashed its worker:")
@@ -178,9 +179,10 @@ def test_a_video_that_kills_its_worker_is_started_twice_then_a_row(shared, procs
 def test_a_worker_killed_mid_stage_still_gives_identical_shards(shared, procs, tmp_path):
     """align on the shared workers, one of them killed with SIGKILL while it works; then crop: the shards
     are byte-identical to those of the test project built on an in-process cluster."""
-    from test_align_helpers import MISSING, base_project, copy_project, packed_project, project_env
+    from pipeline_project import MISSING, base_project, copy_project, packed_project, project_env
 
-    from pipeline.stages import align, crop
+    from pipeline import stages
+    from preprocess.align import stage as align
 
     if MISSING:
         pytest.skip(MISSING)
@@ -202,7 +204,7 @@ def test_a_worker_killed_mid_stage_still_gives_identical_shards(shared, procs, t
         killer = threading.Thread(target=kill_a_worker)
         killer.start()
         try:
-            records = align.run("gridt", client)
+            records = stages.run("align", "gridt", client)
         finally:
             done.set()
             killer.join()
@@ -211,7 +213,7 @@ def test_a_worker_killed_mid_stage_still_gives_identical_shards(shared, procs, t
     assert "was killed by signal 9" in procs.log("w1") + procs.log("w2")
     assert [r.status for r in records] == ["ok"] * 6
     with project_env(root):
-        crop.run("gridt")
+        stages.run("crop", "gridt")
     ours = sorted((root / "data" / "shards" / "gridt").rglob("*.tar"))
     theirs = sorted((reference / "data" / "shards" / "gridt").rglob("*.tar"))
     assert [p.name for p in ours] == [p.name for p in theirs] and ours
@@ -225,12 +227,12 @@ def test_status_table_is_identical_fresh_and_resumed(shared, tmp_path):
     table = root / "data" / "resample" / "c" / "status.parquet"
     with root_env(root), dask_client(shared, settings=CHECKED) as client:
         add_corpus("c", "raw", pattern="*.mp4")
-        resample.run("c", client)
+        stages.run("resample", "c", client)
         fresh = table.read_bytes()
         ids = sorted(pd.read_parquet(table).video_id)
         for video_id in ids[1:3]:  # two videos redone, the others reused
             (paths.status_dir("resample", "c") / f"{video_id}.json").unlink()
-        resample.run("c", client)
+        stages.run("resample", "c", client)
         assert table.read_bytes() == fresh
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pipeline.cluster import ClusterError, ClusterSettings, SlurmSettings, cluster_settings, dask_client, slurm_cluster
-from pipeline.status import StatusRecord, records_to_table
+from preprocess.records import StatusRecord, records_to_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ def test_project_root_is_per_thread(monkeypatch, tmp_path):
     """Threads of one shared worker may run tasks of two projects at once: each sees its own root."""
     import threading
 
-    from pipeline import paths
+    from preprocess import paths
 
     monkeypatch.setenv("AVLIPS_ROOT", str(tmp_path / "env"))
     seen = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import yaml
-from test_align_helpers import REPO, local_client, project_env
+from pipeline_project import REPO, local_client, project_env
 
 TINY_DEMO = {"seed": 1, "identities": 2, "seconds": 2.0, "fps": 30, "size": 256, "sample_rate": 44100, "crf": 20,
              "corpora": {"demo_pretrain": {"clips": 1, "methods": []},
@@ -22,22 +22,23 @@ def tiny_params() -> dict:
 
 
 def test_every_demo_video_reaches_a_shard(tmp_path):
-    from pipeline import paths
-    from pipeline.stages import align, crop, demo, resample, track
+    from preprocess import paths
+    from pipeline import stages
+    from preprocess.demo import stage as demo
 
     root = tmp_path / "project"
     (root / "data_manifests").mkdir(parents=True)
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     with project_env(root):
-        demo.run(workers=1)
+        stages.run_demo(workers=1)
         assert (root / demo.SHEET).is_file()
         with local_client() as client:
             for name in TINY_DEMO["corpora"]:
-                for stage in (resample, track, align):
-                    records = stage.run(name, client)
+                for stage in ("resample", "track", "align"):
+                    records = stages.run(stage, name, client)
                     bad = [(r.video_id, r.reason) for r in records if r.status != "ok"]
-                    assert not bad, f"{stage.STAGE}@{name}: {bad}"
-                crop.run(name)
+                    assert not bad, f"{stage}@{name}: {bad}"
+                stages.run("crop", name)
                 manifest = pd.read_parquet(paths.source_manifest_path(name))
                 shards = pd.read_parquet(paths.project_root() / "data" / "shards" / name / "manifest.parquet")
                 assert set(shards.video_id) == set(manifest.video_id)

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import torch
 from ruamel.yaml import YAML
-from test_align_helpers import MISSING, NO_FACE, npy_bytes, packed_project, read_samples
+from pipeline_project import MISSING, NO_FACE, npy_bytes, packed_project, read_samples
 
 from models.presets import save_tiny_wav2vec2
 from train import evaluate as ev

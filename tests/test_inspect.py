@@ -5,15 +5,15 @@ import argparse
 import json
 
 import pytest
-from test_align_helpers import MISSING, aligned_project, copy_project, project_env
+from pipeline_project import MISSING, aligned_project, copy_project, project_env
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
-    from pipeline.stages import crop
-    from pipeline.status import FAILED, SKIPPED, StatusRecord, write_record
+    from pipeline import stages
+    from preprocess.records import FAILED, SKIPPED, StatusRecord, write_record
 
     root = copy_project(aligned_project(), tmp_path_factory.mktemp("inspect") / "project")
     with project_env(root):
@@ -25,27 +25,27 @@ def packed(tmp_path_factory):
         write_record(StatusRecord("cremadt", vids[0], "align", FAILED, "no usable landmarks in any of the 56 "
                                   "tracked frames (dlib)", "x"))
         for corpus in ("gridt", "cremadt"):
-            crop.run(corpus)
-        assert any(r.status == SKIPPED for r in crop.run("cremadt"))
+            stages.run("crop", corpus)
+        assert any(r.status == SKIPPED for r in stages.run("crop", "cremadt"))
     return root
 
 
 def parse(*argv):
-    from pipeline import inspect
+    from pipeline import shard_inspect
 
-    return inspect.add_arguments(argparse.ArgumentParser()).parse_args(list(argv))
+    return shard_inspect.add_arguments(argparse.ArgumentParser()).parse_args(list(argv))
 
 
 def test_table_in_words_and_json(packed, capsys):
-    from pipeline import inspect
+    from pipeline import shard_inspect
 
     with project_env(packed):
-        assert inspect.main(parse()) == 0
+        assert shard_inspect.main(parse()) == 0
         text = capsys.readouterr().out
         assert "== gridt" in text and "== cremadt" in text and "train" in text and "test" in text
         assert "failed  at align" in text and "no usable landmarks" in text
         assert "failed  at track" in text and "no face found" in text
-        assert inspect.main(parse("cremadt", "--json")) == 0
+        assert shard_inspect.main(parse("cremadt", "--json")) == 0
         result = json.loads(capsys.readouterr().out)
     test = result["cremadt"]["splits"]["test"]
     assert test["samples"] == 3 and test["labels"] == {"fake": 3} and test["methods"] == {"Emotion": 3}
@@ -57,26 +57,26 @@ def test_table_in_words_and_json(packed, capsys):
 
 
 def test_contact_sheet_png(packed, tmp_path, capsys):
-    from pipeline import inspect
+    from pipeline import shard_inspect
 
     with project_env(packed):
         import pandas as pd
 
         key = pd.read_parquet(packed / "data" / "shards" / "gridt" / "manifest.parquet").key.iloc[0]
         png = tmp_path / "sheet.png"
-        assert inspect.main(parse("--key", key, "--png", str(png), "--json")) == 0
+        assert shard_inspect.main(parse("--key", key, "--png", str(png), "--json")) == 0
         info = json.loads(capsys.readouterr().out)
     assert info["key"] == key and png.stat().st_size > 20_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with project_env(packed), pytest.raises(KeyError, match="no sample"):
-        inspect.main(parse("--key", "gridt__nope__0000", "--png", str(png)))
+        shard_inspect.main(parse("--key", "gridt__nope__0000", "--png", str(png)))
 
 
 def test_status_counts_per_stage(packed):
-    from pipeline import report
+    from pipeline import status
 
     with project_env(packed):
-        table = report.status_table().set_index(["corpus", "stage"])
+        table = status.status_table().set_index(["corpus", "stage"])
     assert table.loc[("gridt", "crop"), "ok"] == 6
     assert table.loc[("cremadt", "track"), "failed"] == 1 and table.loc[("cremadt", "align"), "skipped"] == 1
     assert table.loc[("cremadt", "align"), "failed"] == 1 and table.loc[("cremadt", "crop"), "skipped"] == 2
@@ -87,13 +87,13 @@ def test_corpus_preview_is_a_picture_of_the_shards(packed, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from pipeline import inspect
+    from pipeline import shard_inspect
 
     with project_env(packed):
-        drawn = inspect.corpus_preview("gridt", tmp_path / "a.png", n=4)
-        inspect.corpus_preview("gridt", tmp_path / "b.png", n=4)
+        drawn = shard_inspect.corpus_preview("gridt", tmp_path / "a.png", n=4)
+        shard_inspect.corpus_preview("gridt", tmp_path / "b.png", n=4)
         with pytest.raises(KeyError, match="no shards yet"):
-            inspect.corpus_preview("nocorpus", tmp_path / "c.png")
+            shard_inspect.corpus_preview("nocorpus", tmp_path / "c.png")
     assert drawn == 4
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()  # same shards, same picture
     pixels = np.asarray(Image.open(tmp_path / "a.png").convert("L"))

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 from ruamel.yaml import YAML
-from test_align_helpers import MISSING, copy_project, packed_project, project_env
+from pipeline_project import MISSING, copy_project, packed_project, project_env
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
 
 def _summary(root):
-    from pipeline import inspect
+    from pipeline import shard_inspect
 
     with project_env(root):
-        return inspect.summary(["gridt", "cremadt"]), inspect.render(inspect.summary(["gridt"]))
+        return shard_inspect.summary(["gridt", "cremadt"]), shard_inspect.render(shard_inspect.summary(["gridt"]))
 
 
 def test_under_min_frames_follows_the_param(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
-from test_align_helpers import MISSING, collected_shards, npy_bytes, pretrain_shards, read_samples, repack
+from pipeline_project import MISSING, collected_shards, npy_bytes, pretrain_shards, read_samples, repack
 
 from train.augment import AugmentConfig, augment_clip
 from train.data import (

@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 from conftest import GRID_CLIPS, WEIGHTS
 
-from preprocess.align.config import AlignParams
+from preprocess.align.align_params import AlignParams
 from preprocess.align.npz import Chunked, save_npz
 from preprocess.ffmpeg import run_ffmpeg
 from preprocess.framestore import frame_store
 from preprocess.media import read_audio, read_frames
-from preprocess.resample import ResampleParams, resample_video
+from preprocess.resample.convert import ResampleParams, resample_video
 from preprocess.track.motion import audio_envelope, motion_energy, mouth_patches, streamed_motion_energy, wav_envelope
 
 RETINAFACE = WEIGHTS / "retinaface" / "retinaface_mobilenet0.25.pth"
@@ -60,14 +60,14 @@ def test_track_and_align_peak_allocations_do_not_grow_with_length(clips, tmp_pat
         pytest.skip("RetinaFace weights not found")
     import torch
 
-    from preprocess.align.video import align_video, make_landmarker
+    from preprocess.align.align_video import align_video, make_landmarker
     from preprocess.track.detect import RetinaFaceBatch
-    from preprocess.track.params import TrackParams
-    from preprocess.track.video import track_video
+    from preprocess.track.track_params import TrackParams
+    from preprocess.track.track_video import track_video
 
     torch.set_num_threads(1)
     params = TrackParams()
-    detector = RetinaFaceBatch(RETINAFACE, params.detector_params(), device="cpu")
+    detector = RetinaFaceBatch(RETINAFACE, params.detect, device="cpu")
     align_params = AlignParams(backend="dlib")
     landmarker = make_landmarker(align_params)
     peaks, frames = {}, {}
@@ -134,7 +134,7 @@ def test_shard_npy_fast_path_matches_np_load():
     and anything its header pattern does not cover still goes through np.load."""
     import io
 
-    from preprocess.shards import npy_bytes
+    from preprocess.shardformat import npy_bytes
     from train.data import _load_npy
 
     rng = np.random.default_rng(2)

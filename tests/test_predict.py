@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_align_helpers import GRID, MISSING, REPO, aligned_project, make_faceless, project_env, project_params
+from pipeline_project import GRID, MISSING, REPO, aligned_project, make_faceless, project_env, project_params
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
@@ -98,9 +98,9 @@ def test_the_crops_scored_are_the_align_stages_crops(scored):
     the crops the align stage wrote for the same clip in the test pipeline project."""
     import pandas as pd
 
-    from pipeline import paths
-    from pipeline.stages import align as align_stage
-    from preprocess.align.video import load_aligned
+    from preprocess import paths
+    from preprocess.align import stage as align_stage
+    from preprocess.align.align_video import load_aligned
     from train.scoring import load_detector, video_clip_logits
 
     with project_env(aligned_project()):

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from ruamel.yaml import YAML
-from test_align_helpers import MISSING, pretrain_shards, write_index
+from pipeline_project import MISSING, pretrain_shards, write_index
 
 from models.presets import save_tiny_wav2vec2
 from train.checkpoint import load_resumable, save_atomic
-from train.config import LearningRates, PretrainConfig, from_dict, load_params
+from preprocess.settings import from_dict
+from train.pretrain_config import LearningRates, PretrainConfig, load_params
 from train.pretrain import guard_step, lr_at, make_optimizer, module_of, spread, update_stopping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,7 @@ def write_params(path: Path, d: Path, data=None, video=None, audio=None, **pretr
 
 def trainer_cmd(params, index, out, live=None, nproc=1):
     # nproc > 1 goes through the DVC stage's launcher, which reads the process count from AVLIPS_NPROC
-    launch = [PY, "-m", "train.pretrain"] if nproc == 1 else [PY, "-m", "train.launch"]
+    launch = [PY, "-m", "train.pretrain"] if nproc == 1 else [PY, "-m", "train.launch", "train.pretrain"]
     return launch + ["--params", str(params), "--index", str(index), "--out", str(out),
                      "--live", str(live or ""), "--threads", str(max(1, 2 // nproc))]
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from conftest import GRID_CLIPS, copy_clip
 
-from pipeline import paths
+from preprocess import paths
 from pipeline.manifest import COLUMNS, read_manifest, video_id_for
-from pipeline.params import load_corpora
+from pipeline.corpora import load_corpora
 from pipeline.registry import RegistryError, add_corpus, list_corpora, remove_corpus
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from conftest import CREMAD_CLIPS, GRID_CLIPS, make_video
 
-from pipeline.status import FAILED, SKIPPED, StageFailure
+from preprocess.records import FAILED, SKIPPED, StageFailure
 from preprocess.ffmpeg import run_ffmpeg
 from preprocess.media import read_audio
 from preprocess.probe import count_video_packets, frame_timestamps, is_constant_rate, probe
-from preprocess.resample import ResampleParams, resample_video
+from preprocess.resample.convert import ResampleParams, resample_video
 
 PRETRAIN = ResampleParams()
 DETECTION = ResampleParams(require_audio=False)

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 from conftest import CREMAD_CLIPS, GRID_CLIPS, copy_clip, make_video
 
-from pipeline import paths
+from preprocess import paths
 from pipeline.registry import add_corpus
-from pipeline.stages import resample
+from pipeline import stages
+from preprocess.resample import stage as resample
 
 
 def stage_cmd(corpus: str, root) -> subprocess.Popen:
@@ -32,7 +33,7 @@ def test_every_video_gets_a_row_and_reruns_skip_finished(project, testdata, dask
     make_video(raw / "short.mp4", seconds=0.5)
     add_corpus("mixed", "raw", pattern="*.*", role="pretrain", label="real")
 
-    records = resample.run("mixed", dask_client)
+    records = stages.run("resample", "mixed", dask_client)
     table = pd.read_parquet(paths.status_table_path("resample", "mixed"))
     manifest = pd.read_parquet(paths.source_manifest_path("mixed"))
     assert sorted(table.video_id) == sorted(manifest.video_id)  # none lost
@@ -49,13 +50,13 @@ def test_every_video_gets_a_row_and_reruns_skip_finished(project, testdata, dask
         by_name[n] for n in ("good one.mpg", "émotion.flv"))
 
     first = {r.video_id: r for r in records}
-    again = resample.run("mixed", dask_client)
+    again = stages.run("resample", "mixed", dask_client)
     assert {r.video_id: r for r in again} == first  # nothing redone: the same records
 
     copy_clip(GRID_CLIPS[1], raw)  # one new video: only it is processed
     add_corpus("mixed", "raw")
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "video").iterdir()}
-    third = resample.run("mixed", dask_client)
+    third = stages.run("resample", "mixed", dask_client)
     assert len(third) == 7
     assert {p.name: p.stat().st_mtime_ns for p in (out / "video").iterdir() if p.name in mtimes} == mtimes
 
@@ -65,20 +66,20 @@ def test_changed_params_redo_and_removed_videos_are_pruned(project, testdata, da
     for clip in CREMAD_CLIPS[:2]:
         copy_clip(clip, raw)
     add_corpus("cremad", "raw", pattern="*.flv", role="eval", label="real")
-    resample.run("cremad", dask_client)
+    stages.run("resample", "cremad", dask_client)
     out = paths.stage_dir("resample", "cremad")
     before = {p.name: p.read_bytes() for p in (out / "video").iterdir()}
 
     params = (project / "params.yaml").read_text().replace("crf: 18", "crf: 30")
     (project / "params.yaml").write_text(params)
-    resample.run("cremad", dask_client)
+    stages.run("resample", "cremad", dask_client)
     after = {p.name: p.read_bytes() for p in (out / "video").iterdir()}
     assert before.keys() == after.keys()
     assert all(len(after[k]) < len(before[k]) for k in before)  # re-encoded at the new quality
 
     (raw / CREMAD_CLIPS[0].name).unlink()
     add_corpus("cremad", "raw")
-    records = resample.run("cremad", dask_client)
+    records = stages.run("resample", "cremad", dask_client)
     missing = [r for r in records if r.status == "skipped"]
     assert len(missing) == 1 and "missing at the last scan" in missing[0].reason
     assert len(list((out / "video").iterdir())) == 1
@@ -125,7 +126,7 @@ def test_status_command_counts_per_stage(project, testdata, dask_client):
     assert before.returncode == 0, before.stderr
     row = [line.split() for line in before.stdout.splitlines() if line.split()[:2] == ["grid", "resample"]][0]
     assert row[2:7] == ["2", "0", "0", "0", "2"]  # videos ok failed skipped pending
-    resample.run("grid", dask_client)
+    stages.run("resample", "grid", dask_client)
     after = subprocess.run([sys.executable, "-m", "pipeline", "status"], cwd=project, env=env,
                            capture_output=True, text=True)
     row = [line.split() for line in after.stdout.splitlines() if line.split()[:2] == ["grid", "resample"]][0]
@@ -155,10 +156,10 @@ def test_an_output_deleted_by_hand_is_redone(project, testdata, dask_client):
     for clip in GRID_CLIPS[:2]:
         copy_clip(clip, project / "raw")
     add_corpus("grid", "raw", pattern="*.mpg")
-    resample.run("grid", dask_client)
+    stages.run("resample", "grid", dask_client)
     video, audio = resample.output_paths("grid", resample_ids("grid")[0])
     audio.unlink()
-    records = resample.run("grid", dask_client)
+    records = stages.run("resample", "grid", dask_client)
     assert audio.exists() and all(r.status == "ok" for r in records)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_align_helpers import CORPORA, MISSING, ODD_NAME, ODD_TWIN, copy_project, packed_project, project_env
+from pipeline_project import CORPORA, MISSING, ODD_NAME, ODD_TWIN, copy_project, packed_project, project_env
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
@@ -83,14 +83,14 @@ def test_dotted_non_ascii_video_name_survives(packed):
 
 
 def test_reruns_give_byte_identical_shards_and_a_killed_run_resumes(packed, tmp_path):
-    from pipeline.stages import crop
+    from pipeline import stages
 
     root = copy_project(packed, tmp_path / "project")
     shards = root / "data" / "shards" / "gridt"
     first = {p.name: sha(p) for p in shards.iterdir()}
     mtimes = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.tar")}
     with project_env(root):
-        crop.run("gridt")  # nothing changed: identical files, left untouched
+        stages.run("crop", "gridt")  # nothing changed: identical files, left untouched
         assert {p.name: sha(p) for p in shards.iterdir()} == first
         assert {p.name: p.stat().st_mtime_ns for p in shards.glob("*.tar")} == mtimes
         # a killed run: half a shard in a temporary file, one shard gone, the index gone
@@ -98,12 +98,12 @@ def test_reruns_give_byte_identical_shards_and_a_killed_run_resumes(packed, tmp_
         victim.unlink()
         (shards / f".tmp-999-{victim.name}").write_bytes(b"\0" * 1000)
         (shards / "index.json").unlink()
-        crop.run("gridt")
+        stages.run("crop", "gridt")
         assert {p.name: sha(p) for p in shards.iterdir()} == first
         # from scratch, elsewhere: the same bytes
         for p in list(shards.iterdir()):
             p.unlink()
-        crop.run("gridt")
+        stages.run("crop", "gridt")
         assert {p.name: sha(p) for p in shards.iterdir()} == first
 
 

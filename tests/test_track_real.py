@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from preprocess.ffmpeg import run_ffmpeg
-from preprocess.resample import ResampleParams, resample_video
-from preprocess.track.params import TrackParams
+from preprocess.resample.convert import ResampleParams, resample_video
+from preprocess.track.track_params import TrackParams
+from preprocess.track.tracking import TrackingParams
 from preprocess.track.tracking import iou_matrix
-from preprocess.track.video import BOX_COLUMNS, track_video
+from preprocess.track.track_video import BOX_COLUMNS, track_video
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TESTDATA = SHARED / "testdata"
@@ -117,7 +118,7 @@ def test_two_talking_faces_with_one_heard_are_flagged_not_guessed(pair, speaker_
     result = track_composite(pair, speaker_left, False, detector, tmp_path)
     seg = result.segments[0]
     assert len(result.segments) == 1 and seg["speaker_ambiguous"] is True
-    assert seg["sync_confidence"] < TrackParams().energy_min_margin + 0.25  # low: the lead over the rival
+    assert seg["sync_confidence"] < TrackParams().sync.energy_min_margin + 0.25  # low: the lead over the rival
     assert seg["sync_offset"] is None and seg["audio_shift_frames"] == 0
     assert result.details["speaker_ambiguous"] and "ambiguous" in result.details["note"]
 
@@ -142,7 +143,7 @@ def test_a_face_gone_for_a_second_gives_a_marked_gap_or_two_segments(detector, t
     assert [(s["start_frame"], s["end_frame"]) for s in bridged.segments] == [(0, 75)]
     gap = bridged.boxes.set_index("frame").loc[25:49]
     assert not gap.detected.any() and gap.score.isna().all()  # marked, never a box on the background
-    split = track_video(video, audio, replace(TrackParams(), bridge_gaps=False, min_track_frames=20), detector)
+    split = track_video(video, audio, replace(TrackParams(), tracking=TrackingParams(bridge_gaps=False, min_track_frames=20)), detector)
     spans = [(s["start_frame"], s["end_frame"]) for s in split.segments]
     assert len(spans) == 2 and spans[0][1] <= 25 and spans[1][0] >= 50, spans
     assert sorted(split.boxes.segment.unique()) == [0, 1]
@@ -160,7 +161,7 @@ def test_a_shot_cut_splits_tracks_into_segments(detector, tmp_path):
                 "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p",
                 "-c:a", "pcm_s16le", "-f", "matroska", str(src)])
     video, audio = resampled(src, tmp_path)
-    result = track_video(video, audio, replace(TrackParams(), min_track_frames=25), detector)
+    result = track_video(video, audio, replace(TrackParams(), tracking=TrackingParams(min_track_frames=25)), detector)
     assert result.details["shot_cuts"] == 1
     assert [(s["start_frame"], s["end_frame"]) for s in result.segments] == [(0, 40), (40, 75)]
     reference = blazeface_boxes(video)
@@ -171,7 +172,7 @@ def test_a_shot_cut_splits_tracks_into_segments(detector, tmp_path):
 
 def set_params(project: Path, **sections) -> None:
     """Replace whole sections of the scratch project's params.yaml (whatever the repository's already holds)."""
-    from pipeline.params import load_params, yaml_roundtrip
+    from pipeline.corpora import load_params, yaml_roundtrip
 
     params = load_params(project / "params.yaml")
     params.update(sections)
@@ -182,9 +183,10 @@ def set_params(project: Path, **sections) -> None:
 def test_stage_accounts_for_every_video_and_writes_the_contract(project, dask_client):
     from conftest import copy_clip, make_video
 
-    from pipeline import paths
+    from preprocess import paths
     from pipeline.registry import add_corpus
-    from pipeline.stages import resample, track
+    from pipeline import stages
+    from preprocess.track import stage as track
 
     set_params(project, weights={"retinaface": str(RETINAFACE), "syncnet": None})
     raw = project / "raw"
@@ -193,15 +195,15 @@ def test_stage_accounts_for_every_video_and_writes_the_contract(project, dask_cl
     make_video(raw / "noface.mp4", seconds=2.0, size="320x240")
     (raw / "empty.mp4").write_bytes(b"")
     add_corpus("mix", "raw", pattern="*.*", role="pretrain", label="real")
-    resample.run("mix", dask_client)
+    stages.run("resample", "mix", dask_client)
 
-    records = {r.video_id: r for r in track.run("mix", dask_client)}
+    records = {r.video_id: r for r in stages.run("track", "mix", dask_client)}
     manifest = pd.read_parquet(paths.source_manifest_path("mix")).set_index("relpath").video_id
     status = pd.read_parquet(paths.status_table_path("track", "mix")).set_index("video_id")
     assert sorted(status.index) == sorted(manifest)
     assert (status.loc[manifest["noface.mp4"], ["status", "reason"]] == ["failed", "no face found"]).all()
     assert status.loc[manifest["empty.mp4"], "status"] == "skipped"
-    assert "resample failed" in status.loc[manifest["empty.mp4"], "reason"]
+    assert "resample stage failed" in status.loc[manifest["empty.mp4"], "reason"]
     ok = sorted(manifest[["talker a.mpg", GRID[1].name]])
     assert sorted(status.index[status.status == "ok"]) == ok
 
@@ -220,21 +222,21 @@ def test_stage_accounts_for_every_video_and_writes_the_contract(project, dask_cl
         "y2": "float32", "score": "float32", "detected": "bool"}
     table_bytes = track.tracks_table_path("mix").read_bytes()
 
-    again = {r.video_id: r for r in track.run("mix", dask_client)}
+    again = {r.video_id: r for r in stages.run("track", "mix", dask_client)}
     assert again == records  # nothing redone
     assert track.tracks_table_path("mix").read_bytes() == table_bytes  # deterministic
 
     # A pretraining threshold nobody passes: real videos become skipped rows, with the reason in words.
     set_params(project, track={"pretrain_min_energy_correlation": 0.99})
-    redone = {r.video_id: r for r in track.run("mix", dask_client)}
+    redone = {r.video_id: r for r in stages.run("track", "mix", dask_client)}
     assert all(redone[v].status == "skipped" and "agree too little" in redone[v].reason for v in ok)
     assert len(pd.read_parquet(track.tracks_table_path("mix"))) == 0
     assert not any((out / "boxes").iterdir())
 
 
 def test_stage_names_missing_weights(project):
-    from pipeline.params import load_params
-    from pipeline.stages import track
+    from pipeline.corpora import load_params
+    from preprocess.track import stage as track
 
     set_params(project, weights={"retinaface": "models/nowhere/retinaface_mobilenet0.25.pth"})
     with pytest.raises(FileNotFoundError, match="retinaface_mobilenet0.25.pth.*weights.retinaface"):

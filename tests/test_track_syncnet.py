@@ -74,10 +74,11 @@ def test_scorer_decides_in_the_stage_step_on_a_real_clip(tmp_path):
     from dataclasses import replace
 
     from preprocess.media import read_audio
-    from preprocess.resample import ResampleParams, resample_video
+    from preprocess.resample.convert import ResampleParams, resample_video
     from preprocess.track.detect import RetinaFaceBatch
-    from preprocess.track.params import TrackParams
-    from preprocess.track.video import track_video
+    from preprocess.track.track_params import TrackParams
+    from preprocess.track.sync import SyncParams
+    from preprocess.track.track_video import track_video
 
     torch.set_num_threads(1)
     video, audio = tmp_path / "v.mkv", tmp_path / "a.wav"
@@ -87,11 +88,11 @@ def test_scorer_decides_in_the_stage_step_on_a_real_clip(tmp_path):
     torch.save(SyncNet().state_dict(), weights)  # untrained: checks the plumbing, not the offset's value
     scorer = SyncNetScorer(weights, vshift=15, device="cpu")
     detector = RetinaFaceBatch(RETINAFACE)
-    strict = track_video(video, audio, replace(TrackParams(), syncnet_min_confidence=1e9), detector, scorer)
+    strict = track_video(video, audio, replace(TrackParams(), sync=replace(SyncParams(), syncnet_min_confidence=1e9)), detector, scorer)
     seg = strict.segments[0]
     assert seg["sync_method"] == "syncnet" and -15 <= seg["sync_offset"] <= 15
     assert np.isfinite(seg["sync_confidence"]) and seg["audio_shift_frames"] == 0  # not confident: no shift
-    trusting = track_video(video, audio, replace(TrackParams(), syncnet_min_confidence=-1e9), detector, scorer)
+    trusting = track_video(video, audio, replace(TrackParams(), sync=replace(SyncParams(), syncnet_min_confidence=-1e9)), detector, scorer)
     assert trusting.segments[0]["audio_shift_frames"] == -trusting.segments[0]["sync_offset"]
 
     pcm = read_audio(audio)[:640 * 30]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from preprocess.track.params import TrackParams
+from preprocess.track.track_params import TrackParams
 from preprocess.track.sync import (
     AV_ENERGY,
     LARGEST_FACE,
@@ -153,16 +153,20 @@ def test_speaker_rule():
 
 
 def test_params_reject_unknown_keys():
-    from pipeline.params import stage_section
-    from preprocess.resample import ResampleParams
+    from preprocess.settings import section
+    from preprocess.resample.convert import ResampleParams
 
-    assert stage_section({}, "track", TrackParams) == TrackParams()
-    assert stage_section({"track": {"detect_stride": 1}}, "track", TrackParams).detect_stride == 1
+    assert section({}, "track", TrackParams) == TrackParams()
+    assert section({"track": {"detect_stride": 1}}, "track", TrackParams).detect_stride == 1
     with pytest.raises(ValueError, match="unknown key.*detect_strid"):
-        stage_section({"track": {"detect_strid": 1}}, "track", TrackParams)
+        section({"track": {"detect_strid": 1}}, "track", TrackParams)
+    # a typo in a nested step section names its whole path
+    with pytest.raises(ValueError, match=r"params.yaml track\.tracking: unknown key\(s\) iou_treshold"):
+        section({"track": {"tracking": {"iou_treshold": 0.4}}}, "track", TrackParams)
+    assert section({"track": {"tracking": {"iou_threshold": 0.4}}}, "track", TrackParams).tracking.iou_threshold == 0.4
     # a field the caller fixes cannot be set from params.yaml
     with pytest.raises(ValueError, match="require_audio"):
-        stage_section({"resample": {"require_audio": False}}, "resample", ResampleParams, require_audio=True)
+        section({"resample": {"require_audio": False}}, "resample", ResampleParams, require_audio=True)
 
 
 def test_missing_weights_name_the_file_and_where_to_put_it(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.atomic import atomic_path
+from preprocess.fileio import atomic_path
 
 
 def save_atomic(obj, path: str | os.PathLike) -> None:

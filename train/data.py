@@ -12,24 +12,21 @@ Everything random is seeded from (seed, epoch, rank, worker): an epoch replays e
 """
 from __future__ import annotations
 
-import io
 import json
 import multiprocessing
 import os
-import re
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from preprocess.contract import SAMPLES_PER_FRAME
+from preprocess.shardformat import SampleRef, decode_sample, iter_samples, read_ref, scan_shard
 from train.augment import AugmentConfig, augment_clip, centre_clip
 
-SAMPLES_PER_FRAME = 640  # 16 kHz audio / 25 fps video
 
 
 @dataclass(frozen=True)
@@ -57,104 +54,15 @@ def read_index(path: str | os.PathLike, role: str) -> list[ShardInfo]:
     return [ShardInfo(str(e["path"]), int(e["samples"])) for e in entries if int(e["samples"]) > 0]
 
 
-# The header numpy writes for a C-order array of a plain dtype (what the crop stage writes), e.g.
-# {'descr': '|u1', 'fortran_order': False, 'shape': (75, 96, 96), }
-_NPY_HEADER = re.compile(r"\{'descr': '([<>|=]?[a-z]\d+)', 'fortran_order': False, 'shape': \(([\d, ]*)\), \}")
-_NPY_MAGIC = b"\x93NUMPY\x01\x00"
-
-
-def _load_npy(data: bytes | bytearray) -> np.ndarray:
-    """A .npy member as an array viewing `data` (no copy; writable when `data` is a bytearray).
-
-    np.load parses the header with ast.literal_eval and copies the payload: a third of the read time of a
-    3 s sample. Headers of any other form (version 2/3, Fortran order, structured dtypes) go to np.load.
-    """
-    if bytes(data[:8]) == _NPY_MAGIC:
-        end = 10 + int.from_bytes(data[8:10], "little")
-        match = _NPY_HEADER.match(bytes(data[10:end]).decode("latin1"))
-        if match:
-            shape = tuple(int(n) for n in match.group(2).split(",") if n.strip())
-            dtype = np.dtype(match.group(1))
-            count = int(np.prod(shape, dtype=np.int64))
-            if count and len(data) - end == count * dtype.itemsize:
-                return np.frombuffer(data, dtype, count, offset=end).reshape(shape)
-    return np.load(io.BytesIO(data), allow_pickle=False)
-
-
-def decode_sample(sample: dict) -> tuple[str, np.ndarray, np.ndarray, dict]:
-    """-> key, video uint8 (T, H, W) grayscale, audio float32 (T * 640,), json metadata."""
-    key = sample["__key__"]
-    missing = [k for k in ("video.npy", "audio.npy") if k not in sample]
-    if missing:  # WebDataset cuts keys at the first dot: a dotted key loses its fields this way
-        raise ValueError(f"sample {key!r} in {sample.get('__url__')} lacks {missing} "
-                         f"(has {sorted(k for k in sample if not k.startswith('__'))}); dotted key?")
-    video = _load_npy(sample["video.npy"])
-    if video.ndim == 4 and video.shape[-1] == 3:  # crops packed in colour (align.color): the model is gray
-        video = (video.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
-    audio = _load_npy(sample["audio.npy"]).reshape(-1)
-    if audio.dtype == np.int16:
-        audio = audio.astype(np.float32) / 32768.0
-    audio = audio.astype(np.float32, copy=False)
-    if video.ndim != 3 or video.dtype != np.uint8 or len(audio) != len(video) * SAMPLES_PER_FRAME:
-        raise ValueError(f"sample {key!r} breaks the shard contract: video {video.dtype}{video.shape}, "
-                         f"audio {len(audio)} samples for {len(video)} frames (want 640 per frame)")
-    meta = json.loads(sample["json"]) if "json" in sample else {}
-    return key, video, audio, meta
-
-
 def usable(video: np.ndarray, meta: dict, window: int, min_frames: int = 0) -> bool:
     """Long enough for a window (and min_frames), and with real audio (a silent stand-in would be a
     false positive pair)."""
     return len(video) >= max(window, min_frames) and meta.get("has_audio", True) is not False
 
 
-def iter_samples(paths: list[str]) -> Iterator[dict]:
-    """Raw samples of the shards, in order: {"__key__", "__url__", field: bytes-like}, as WebDataset groups them.
-
-    Local files are read with random access (one read per member, straight into its own buffer);
-    anything else (URLs, pipes) through WebDataset's streaming tar reader.
-    """
-    for path in paths:
-        if os.path.isfile(path):
-            yield from _local_tar_samples(path)
-        else:
-            yield from wds.tariterators.tarfile_samples([{"url": path}])
-
-
-def sample_members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str, str]]:
-    """(member, sample key, lower-case field) of a shard's regular members, as WebDataset groups them: key =
-    member name up to the first dot of its base name; meta members (`__index__`) and non-files skipped."""
-    for member in tar:
-        name = member.name
-        if not member.isreg() or ("/" not in name and name.startswith("__") and name.endswith("__")):
-            continue
-        prefix, suffix = wds.tariterators.base_plus_ext(name)
-        if prefix is not None:
-            yield member, prefix, suffix.lower()
-
-
-def _local_tar_samples(path: str) -> Iterator[dict]:
-    """WebDataset's grouping (key = member name up to the first dot of its base name; meta members and
-    non-files skipped) over a local tar. Reading each member with one readinto instead of WebDataset's
-    stream mode (10 kB reads, joined and sliced) triples the read speed; the bytearray buffers make the
-    arrays viewing them writable."""
-    sample: dict | None = None
-    with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
-        for member, prefix, suffix in sample_members(tar):
-            name = member.name
-            if sample is None or sample["__key__"] != prefix:
-                if sample is not None:
-                    yield sample
-                sample = {"__key__": prefix, "__url__": path}
-            if suffix in sample:
-                raise ValueError(f"{path}: {name} appears twice in sample {prefix!r}")
-            data = bytearray(member.size)
-            f.seek(member.offset_data)
-            if f.readinto(data) != member.size:
-                raise ValueError(f"{path}: member {name} is truncated")
-            sample[suffix] = data
-    if sample is not None:
-        yield sample
+def ref_usable(ref: SampleRef, cfg: LoaderConfig) -> bool:
+    """usable() from the shard headers alone."""
+    return ref.has_audio and ref.n_frames >= max(cfg.window, cfg.min_frames)
 
 
 def cut_window(video: np.ndarray, audio: np.ndarray, start: int, length: int):
@@ -169,69 +77,6 @@ def augmented_batch(items: list[tuple[str, np.ndarray, np.ndarray]], rng: np.ran
         augment_clip(clip, rng, cfg, out=row)
     return {"key": [k for k, _, _ in items], "video": torch.from_numpy(video),
             "audio": torch.from_numpy(np.stack([a for _, _, a in items]))}
-
-
-@dataclass(frozen=True)
-class SampleRef:
-    """Where one sample's members lie in a local shard, and what decides whether it is used."""
-    key: str
-    members: tuple[tuple[str, int, int], ...]   # (field, data offset, size)
-    n_frames: int
-    has_audio: bool
-
-    def usable(self, cfg: LoaderConfig) -> bool:
-        """usable() from the headers alone."""
-        return self.has_audio and self.n_frames >= max(cfg.window, cfg.min_frames)
-
-
-def _npy_rows(head: bytes) -> int:
-    """First dimension of a .npy array from the start of its bytes (-1 when unreadable)."""
-    if head[:6] != b"\x93NUMPY":
-        return -1
-    size_bytes = 2 if head[6] == 1 else 4
-    start = 8 + size_bytes
-    header = head[start:start + int.from_bytes(head[8:start], "little")].decode("latin1")
-    match = re.search(r"'shape': \((\d+)", header)
-    return int(match.group(1)) if match else -1
-
-
-def scan_shard(path: str) -> list[SampleRef]:
-    """The samples of a local shard, in order, from the tar headers, the .npy header of each video and
-    each json (no array payload read): what random access and the min_frames rule need."""
-    refs: list[SampleRef] = []
-    with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
-        members: dict[str, dict] = {}
-        order: list[str] = []
-        for member, prefix, suffix in sample_members(tar):
-            if prefix not in members:
-                members[prefix] = {}
-                order.append(prefix)
-            members[prefix][suffix] = (member.offset_data, member.size)
-        for key in order:
-            fields = members[key]
-            if "video.npy" not in fields or "audio.npy" not in fields:  # as decode_sample words it
-                decode_sample({"__key__": key, "__url__": path, **fields})
-            n_frames, has_audio = -1, True
-            if "video.npy" in fields:
-                f.seek(fields["video.npy"][0])
-                n_frames = _npy_rows(f.read(min(fields["video.npy"][1], 512)))
-            if "json" in fields:
-                f.seek(fields["json"][0])
-                has_audio = json.loads(f.read(fields["json"][1])).get("has_audio", True) is not False
-            refs.append(SampleRef(key, tuple((k, o, n) for k, (o, n) in fields.items()), n_frames, has_audio))
-    return refs
-
-
-def read_ref(f, path: str, ref: SampleRef) -> dict:
-    """One sample by random access: {"__key__", "__url__", field: bytearray}, as iter_samples gives it."""
-    sample = {"__key__": ref.key, "__url__": path}
-    for name, offset, size in ref.members:
-        data = bytearray(size)
-        f.seek(offset)
-        if f.readinto(data) != size:
-            raise ValueError(f"{path}: member {ref.key}.{name} is truncated")
-        sample[name] = data
-    return sample
 
 
 class SharedEpoch:
@@ -255,7 +100,7 @@ class _OpenShard:
         self.path = shard.path
         self.local = os.path.isfile(shard.path)
         if self.local:  # random access, in a random order; unusable clips are skipped without reading them
-            refs = [r for r in scan_shard(shard.path) if r.usable(cfg)]
+            refs = [r for r in scan_shard(shard.path) if ref_usable(r, cfg)]
             refs = [r for j, r in enumerate(refs) if keep(j)]  # j: the clip's place among the usable ones
             self.refs = [refs[i] for i in rng.permutation(len(refs))]
             self.file = open(shard.path, "rb") if refs else None  # noqa: SIM115 (closed when drained)
@@ -321,7 +166,7 @@ class TrainWindows(EpochBatches):
         super().__init__()
         self.shards, self.cfg, self.seed, self.rank, self.world = list(shards), cfg, seed, rank, world
         # usable clips per shard: exact for local shards (headers scanned), the index's count otherwise
-        self.counts = [sum(r.usable(cfg) for r in scan_shard(s.path)) if os.path.isfile(s.path) else s.samples
+        self.counts = [sum(ref_usable(r, cfg) for r in scan_shard(s.path)) if os.path.isfile(s.path) else s.samples
                        for s in self.shards]
         self.total = total = sum(self.counts)
         self.dropped = sum(s.samples for s in self.shards) - total if all(

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from train.distributed import cleanup, init_from_env
-from train.finetune_config import read_yaml
+from preprocess.settings import load_yaml
 from train.metrics import labels01, roc_points, summary
 from train.scoring import load_detector, untrained_reason
 from train.videoscores import VideoScore, score_videos
@@ -202,7 +202,7 @@ def main(argv=None) -> None:
         import torch
 
         torch.set_num_threads(a.threads)
-    params = read_yaml(a.params)
+    params = load_yaml(a.params)
     ev = params.get("evaluate") or {}
     info = init_from_env()
     try:

@@ -3,7 +3,7 @@
     python -m train.finetune --params params.yaml --index data/collect/finetune.json \
         --pretrain-index data/collect/pretrain.json --out artifacts/finetune --live dvclive/finetune
 
-Torchrun works as for pretraining (train.launch with `--entry finetune`). The encoder comes from
+Torchrun works as for pretraining (`python -m train.launch train.finetune ...`). The encoder comes from
 artifacts/pretrain/encoder.pt (`finetune.init: pretrained`) or from random weights (`init: scratch`); the 3D
 stem and the ResNet trunk are frozen, their batch norms in eval mode. Per-layer learning rates: head 0.01,
 last backend layer 0.005, x0.9 per earlier layer. BCE on 1 s clips with the pretraining augmentations. After

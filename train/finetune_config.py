@@ -7,11 +7,9 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from ruamel.yaml import YAML
-
 from models.video import VideoEncoderConfig
+from preprocess.settings import from_dict, load_yaml, section
 from train.augment import AugmentConfig
-from train.config import from_dict
 
 
 @dataclass(frozen=True)
@@ -62,15 +60,9 @@ class FinetuneSetup:
         return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_yaml(path: str | os.PathLike) -> dict:
-    with open(path) as f:
-        return YAML(typ="safe").load(f) or {}
-
-
 def load_setup(path: str | os.PathLike, **overrides) -> FinetuneSetup:
     """Model, augmentation and fine-tuning params; `overrides` replace finetune keys (e.g. exclude_methods)."""
-    p = read_yaml(path)
+    p = load_yaml(path)
     ft = {**(p.get("finetune") or {}), **overrides}
-    augment = ((p.get("pretrain") or {}).get("data") or {}).get("augment")
-    return FinetuneSetup(from_dict(VideoEncoderConfig, (p.get("model") or {}).get("video")),
-                         from_dict(AugmentConfig, augment), from_dict(FinetuneConfig, ft))
+    return FinetuneSetup(section(p, "model.video", VideoEncoderConfig), section(p, "pretrain.data.augment", AugmentConfig),
+                         from_dict(FinetuneConfig, ft, "finetune"))

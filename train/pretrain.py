@@ -22,9 +22,9 @@ from dvclive import Live
 
 from models.avclip import AVContrastiveModel
 from models.loss import InfoNCELoss
-from pipeline.manifest import sha256_file
+from preprocess.fileio import sha256_file
 from train.checkpoint import load_resumable, save_atomic
-from train.config import PretrainConfig, config_hash, load_params, resolved_dict
+from train.pretrain_config import PretrainConfig, config_hash, load_params, resolved_dict
 from train.data import eval_windows, read_index, train_loader
 from train.distributed import DistInfo, all_reduce_mean, cleanup, init_from_env, wrap_ddp
 from train.retrieval import a2v_topk, embed_windows

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from train.finetune_config import read_yaml
+from preprocess.settings import load_yaml
 
 
 def pct(x) -> str:
@@ -108,7 +108,7 @@ def main(argv=None) -> None:
     lomo = {f.stem: json.loads(f.read_text()) for f in sorted(Path(a.lomo).glob("*.json"))}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(ev, lomo, read_yaml(a.params).get("protocol") or {}))
+    out.write_text(render(ev, lomo, load_yaml(a.params).get("protocol") or {}))
     print(f"report -> {out}")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from preprocess.contract import SAMPLES_PER_FRAME
 from preprocess.media import Pcm16
 
 MOUTH_SIZE = (32, 16)  # (width, height) the mouth region is resampled to, so faces of any size compare alike
@@ -65,14 +66,14 @@ def streamed_motion_energy(runs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
-def audio_envelope(audio: np.ndarray, samples_per_frame: int = 640) -> np.ndarray:
+def audio_envelope(audio: np.ndarray, samples_per_frame: int = SAMPLES_PER_FRAME) -> np.ndarray:
     """Per video frame log RMS energy of the audio (n_frames,)."""
     n = len(audio) // samples_per_frame
     frames = audio[: n * samples_per_frame].reshape(n, samples_per_frame).astype(np.float64)
     return np.log(np.sqrt((frames ** 2).mean(axis=1)) + 1e-4).astype(np.float32)
 
 
-def wav_envelope(wav_path: Path, samples_per_frame: int = 640, chunk_frames: int = 1500) -> np.ndarray:
+def wav_envelope(wav_path: Path, samples_per_frame: int = SAMPLES_PER_FRAME, chunk_frames: int = 1500) -> np.ndarray:
     """audio_envelope(read_audio(wav_path)), reading the file a minute at a time instead of all at once."""
     parts = []
     for pcm in Pcm16(wav_path).chunks(chunk_frames * samples_per_frame):

@@ -5,9 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scenedetect import FrameTimecode
+
+from preprocess.contract import FPS
 from scenedetect.detectors import ContentDetector
 
-FPS = 25.0
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,11 @@ class ShotCuts:
     def feed(self, frames_rgb: np.ndarray) -> None:
         for frame in frames_rgb:
             bgr = np.ascontiguousarray(frame[..., ::-1])  # PySceneDetect expects OpenCV's BGR order
-            found = self._detector.process_frame(FrameTimecode(self._next, fps=FPS), bgr)
+            found = self._detector.process_frame(FrameTimecode(self._next, fps=float(FPS)), bgr)
             self._cuts += [tc.frame_num for tc in found]
             self._next += 1
 
     @property
     def cuts(self) -> list[int]:
-        tail = self._detector.post_process(FrameTimecode(max(self._next - 1, 0), fps=FPS))
+        tail = self._detector.post_process(FrameTimecode(max(self._next - 1, 0), fps=float(FPS)))
         return sorted({*self._cuts, *(tc.frame_num for tc in tail)} - {0})

@@ -17,9 +17,9 @@ import torch
 import torch.nn as nn
 import torchaudio.functional as AF
 
+from preprocess.contract import SAMPLE_RATE, SAMPLES_PER_FRAME
 from preprocess.track.sync import SYNCNET, SyncScore, offset_search
 
-SAMPLE_RATE = 16000
 WINDOW = 5  # video frames per SyncNet input
 MFCC_PER_FRAME = 4  # 100 MFCC frames per second / 25 video frames per second
 CROP = 224
@@ -181,7 +181,7 @@ class SyncNetScorer:
         self.vshift = vshift
 
     def score(self, video: Path, track, audio: np.ndarray) -> SyncScore:
-        clip_audio = audio[track.start * 640: track.end * 640]
+        clip_audio = audio[track.start * SAMPLES_PER_FRAME: track.end * SAMPLES_PER_FRAME]
         video_emb, audio_emb = embed(self.net, self._crops(video, track), clip_audio, self.device)
         if len(video_emb) == 0:
             return SyncScore(SYNCNET, float("nan"), None)

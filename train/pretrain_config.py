@@ -6,12 +6,10 @@ import dataclasses
 import hashlib
 import json
 import os
-import typing
 from dataclasses import dataclass, field
 
-from ruamel.yaml import YAML
-
 from models.avclip import AVModelConfig
+from preprocess.settings import load_yaml, section
 from train.data import LoaderConfig
 
 
@@ -53,28 +51,6 @@ class PretrainConfig:
     data: LoaderConfig = field(default_factory=LoaderConfig)
 
 
-def from_dict(cls, d: dict | None):
-    """Build a (nested, frozen) dataclass from a plain mapping; lists become tuples."""
-    d = dict(d or {})
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(names)}")
-    kwargs = {}
-    for k, v in d.items():
-        t = hints[k]
-        if dataclasses.is_dataclass(t):
-            if v is not None and not isinstance(v, dict):
-                keys = ", ".join(f.name for f in dataclasses.fields(t))
-                raise ValueError(f"{cls.__name__}.{k} is a section ({keys}), not {v!r}")
-            v = from_dict(t, v)
-        elif isinstance(v, list):
-            v = tuple(v)
-        kwargs[k] = v
-    return cls(**kwargs)
-
-
 def resolved_dict(model: AVModelConfig, pretrain: PretrainConfig) -> dict:
     m = dataclasses.replace(model, video=model.video.resolved())
     return json.loads(json.dumps({"model": dataclasses.asdict(m), "pretrain": dataclasses.asdict(pretrain)}))
@@ -86,6 +62,5 @@ def config_hash(model: AVModelConfig, pretrain: PretrainConfig) -> str:
 
 
 def load_params(path: str | os.PathLike) -> tuple[AVModelConfig, PretrainConfig]:
-    with open(path) as f:
-        params = YAML(typ="safe").load(f) or {}
-    return from_dict(AVModelConfig, params.get("model")), from_dict(PretrainConfig, params.get("pretrain"))
+    params = load_yaml(path)
+    return section(params, "model", AVModelConfig), section(params, "pretrain", PretrainConfig)

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import paths
-from pipeline.atomic import write_bytes_atomic
-from pipeline.manifest import scan_corpus, write_manifest
-from pipeline.params import get_corpus, load_params, project_path
+from preprocess import paths
+from preprocess.fileio import write_bytes_atomic
+from preprocess.paths import project_path
 from preprocess.demo.plan import REAL, Clip, DemoParams, demo_params, plan, render_clip
 from preprocess.demo.writer import FIXED_MTIME_NS, write_video
 
@@ -40,9 +39,13 @@ def expected_registration(name: str) -> dict:
 
 
 def check_registration(name: str, params: dict) -> None:
-    corpus = get_corpus(name, params)
-    have = {"raw_dir": corpus.raw_dir, "labels": corpus.labels, "split.file": corpus.split.file,
-            "split.group_by": corpus.split.group_by}
+    entry = (params.get("corpora") or {}).get(name)
+    if entry is None:
+        raise ValueError(f"demo corpus {name} is not registered in params.yaml corpora; register it as "
+                         f"{expected_registration(name)}")
+    split = entry.get("split") or {}
+    have = {"raw_dir": entry.get("raw_dir"), "labels": entry.get("labels"), "split.file": split.get("file"),
+            "split.group_by": split.get("group_by")}
     for key, want in expected_registration(name).items():
         if have[key] != want:
             raise ValueError(f"demo corpus {name}: params.yaml corpora.{name}.{key} is {have[key]!r}; the demo "
@@ -112,8 +115,9 @@ def write_sheet(params: DemoParams, name: str, out: Path) -> None:
     Image.fromarray(contact_sheet(videos, real.mouth, real.mouth_width)).save(out)
 
 
-def run(workers: int | None = None) -> None:
-    params = load_params()
+def generate(params: dict, workers: int | None = None) -> list[str]:
+    """Write every demo corpus's videos, labels and split files, and the contact sheet; returns the corpus
+    names (their source manifests are the registry's job: the pipeline scans them next)."""
     demo = demo_params(params.get("demo") or {})
     if not demo.corpora:
         raise ValueError("params.yaml demo.corpora lists no corpus: nothing to generate")
@@ -121,11 +125,9 @@ def run(workers: int | None = None) -> None:
         check_registration(name, params)
     workers = workers or int(os.environ.get("AVLIPS_WORKERS") or os.cpu_count() or 1)
     for name in demo.corpora:
-        corpus = get_corpus(name, params)
-        written = write_corpus(demo, name, corpus.role, workers)
-        write_manifest(scan_corpus(corpus), paths.source_manifest_path(name))
-        print(f"demo {name}: {written} videos in {corpus.raw_dir}, manifest {paths.source_manifest_path(name)}",
-              file=sys.stderr)
+        written = write_corpus(demo, name, params["corpora"][name].get("role", "pretrain"), workers)
+        print(f"demo {name}: {written} videos in data/demo/{name}", file=sys.stderr)
     richest = max(demo.corpora, key=lambda n: len(demo.corpora[n].methods))
     write_sheet(demo, richest, project_path(str(SHEET)))
     print(f"demo: contact sheet of real vs fakes in {SHEET}", file=sys.stderr)
+    return list(demo.corpora)

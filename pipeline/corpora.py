@@ -1,15 +1,15 @@
-"""Reading params.yaml: the corpus registry and each stage's section, plus stable hashes of them."""
+"""The corpus registry in params.yaml (`corpora:`): names, roles, labels and splits of the raw video corpora."""
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from pipeline import paths
+from preprocess import paths
+from preprocess.paths import project_path
+from preprocess.settings import load_yaml
 
 CORPUS_NAME = re.compile(r"^(?!.*__)[a-z0-9][a-z0-9_-]*$")  # no "__": it separates the parts of sample keys
 ROLES = ("pretrain", "finetune", "eval")
@@ -46,12 +46,6 @@ class Corpus:
         return project_path(self.raw_dir)
 
 
-def project_path(path: str) -> Path:
-    """A path from params.yaml: absolute, or relative to the project root."""
-    resolved = Path(path).expanduser()
-    return resolved if resolved.is_absolute() else paths.project_root() / resolved
-
-
 def yaml_roundtrip() -> YAML:
     yaml = YAML()  # round-trip mode keeps comments and key order
     yaml.preserve_quotes = True
@@ -60,10 +54,7 @@ def yaml_roundtrip() -> YAML:
 
 
 def load_params(path: Path | None = None) -> dict:
-    path = path or paths.params_path()
-    if not path.exists():
-        return {}
-    return YAML(typ="safe").load(path.read_text()) or {}
+    return load_yaml(path or paths.params_path())
 
 
 def _text(value) -> str | None:
@@ -97,20 +88,3 @@ def get_corpus(name: str, params: dict | None = None) -> Corpus:
         known = ", ".join(sorted(corpora)) or "none"
         raise KeyError(f"corpus '{name}' is not registered in params.yaml (registered: {known})")
     return corpora[name]
-
-
-def stage_section(params: dict, name: str, cls, **fixed):
-    """The dataclass `cls` from params.yaml's `name` section; an unknown key (a typo) is an error, not
-    silently ignored. `fixed` fields are set by the caller, not by params.yaml."""
-    section = dict(params.get(name) or {})
-    unknown = set(section) - (set(cls.__dataclass_fields__) - set(fixed))
-    if unknown:
-        raise ValueError(f"params.yaml {name}: unknown key(s) {', '.join(sorted(unknown))}; "
-                         f"known: {', '.join(k for k in cls.__dataclass_fields__ if k not in fixed)}")
-    return cls(**section, **fixed)
-
-
-def stable_hash(*parts) -> str:
-    """Short sha256 of JSON-serialisable parts, independent of dict order."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]

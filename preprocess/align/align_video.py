@@ -29,16 +29,16 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.atomic import atomic_path
-from pipeline.status import SKIPPED, StageFailure
+from preprocess.fileio import atomic_path
+from preprocess.records import SKIPPED, StageFailure
 from preprocess.align import geometry, mouth
-from preprocess.align.config import AlignParams
+from preprocess.contract import SAMPLES_PER_FRAME
+from preprocess.align.align_params import AlignParams
 from preprocess.align.npz import Chunked, save_npz
 from preprocess.align.smoothing import interpolate, moving_average, split_pieces
 from preprocess.framestore import FrameStore, frame_store
 from preprocess.media import Pcm16, iter_frame_batches
 
-SAMPLES_PER_FRAME = 640
 RUN = 256  # frames of crops or audio handled at a time after decoding (2.4 MB of crops, 0.3 MB of audio)
 PATCH_RUN = 32  # face patches read back at a time: 2.7 MB at 288 px gray
 BOX_COLUMNS = ["x1", "y1", "x2", "y2"]

@@ -12,14 +12,12 @@ from pathlib import Path
 
 import av
 
-from pipeline.atomic import atomic_path, scratch_path
-from pipeline.status import SKIPPED, StageFailure
+from preprocess.fileio import atomic_path, scratch_path
+from preprocess.records import SKIPPED, StageFailure
 from preprocess.ffmpeg import FFmpegError, run_ffmpeg
+from preprocess.contract import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME  # noqa: F401
 from preprocess.probe import ProbeError, count_video_packets, frame_timestamps, is_constant_rate, probe
 
-FPS = 25
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 _CHUNK_BYTES = 1 << 20
 
 

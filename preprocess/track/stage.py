@@ -2,7 +2,7 @@
 
 Outputs under data/track/CORPUS: boxes/<video_id>.parquet (one row per frame of each kept segment),
 segments/<video_id>.parquet (one row per kept segment), and at the end tracks.parquet, all segments of the
-corpus sorted by video and segment. Videos the resample stage did not pass on get a `skipped` row.
+corpus sorted by video and segment.
 """
 from __future__ import annotations
 
@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import paths
-from pipeline.atomic import write_parquet_atomic
-from pipeline.manifest import read_manifest
-from pipeline.params import get_corpus, load_params, stable_hash, stage_section
-from pipeline.runner import VideoTask, prune_outputs, run_stage
-from pipeline.stages import resample as resample_stage
-from pipeline.status import OK, SKIPPED, StatusRecord, read_record
-from preprocess.track.params import TrackParams
+from preprocess import paths
+from preprocess.fileio import prune_outputs, write_parquet_atomic
+from preprocess.records import OK, CorpusRef, StatusRecord, VideoTask
+from preprocess.resample import stage as resample_stage
+from preprocess.settings import section, stable_hash
+from preprocess.track.track_params import TrackParams
 from preprocess.weights import RETINAFACE_FILE, RETINAFACE_URL, resolve_weights, weights_identity
 
 STAGE = "track"
@@ -41,20 +39,22 @@ def tracks_table_path(corpus: str) -> Path:
     return paths.stage_dir(STAGE, corpus) / "tracks.parquet"
 
 
-def track_params(params: dict) -> TrackParams:
-    return stage_section(params, STAGE, TrackParams)
+def settings(params: dict, corpus: CorpusRef | None = None) -> TrackParams:
+    stage_params = section(params, STAGE, TrackParams)
+    weight_files(params, stage_params.detector)  # a missing model stops the stage before any video
+    return stage_params
 
 
 def weight_files(params: dict, detector: str = "retinaface") -> dict:
     """Local weight files from the `weights` section; fails early, in plain words, when one is missing.
     dlib's detector needs none (its model is inside the dlib wheel)."""
-    section = params.get("weights") or {}
-    files = {"retinaface": str(resolve_weights(section.get("retinaface"), RETINAFACE_FILE, RETINAFACE_URL,
+    configured = params.get("weights") or {}
+    files = {"retinaface": str(resolve_weights(configured.get("retinaface"), RETINAFACE_FILE, RETINAFACE_URL,
                                                "RetinaFace weights", "retinaface",
                                                " (or set track.detector: dlib, which needs no download)"))
              if detector == "retinaface" else None}
     # SyncNet is optional: without it the weights-free audio-visual score decides.
-    syncnet = section.get("syncnet")
+    syncnet = configured.get("syncnet")
     files["syncnet"] = str(resolve_weights(syncnet, SYNCNET_FILE, None, "SyncNet weights", "syncnet")) \
         if syncnet else None
     return files
@@ -63,7 +63,7 @@ def weight_files(params: dict, detector: str = "retinaface") -> dict:
 def _load_models(weights: dict, stage_params: TrackParams):
     import torch
 
-    key = (stage_params.detector, weights["retinaface"], weights["syncnet"], stage_params.detector_params())
+    key = (stage_params.detector, weights["retinaface"], weights["syncnet"], stage_params.detect)
     if key not in _models:
         torch.set_num_threads(1)  # one task per worker process; processes, not threads, give parallelism
         from preprocess.track.detect import make_detector
@@ -72,15 +72,15 @@ def _load_models(weights: dict, stage_params: TrackParams):
         if weights["syncnet"]:
             from preprocess.track.syncnet import SyncNetScorer
 
-            syncnet = SyncNetScorer(Path(weights["syncnet"]), vshift=stage_params.syncnet_vshift)
+            syncnet = SyncNetScorer(Path(weights["syncnet"]), vshift=stage_params.sync.syncnet_vshift)
         _models.clear()
-        detector = make_detector(stage_params.detector, stage_params.detector_params(), weights["retinaface"])
+        detector = make_detector(stage_params.detector, stage_params.detect, weights["retinaface"])
         _models[key] = (detector, syncnet)
     return _models[key]
 
 
 def work(task: VideoTask) -> dict:
-    from preprocess.track.video import track_video
+    from preprocess.track.track_video import track_video
 
     boxes_out, segments_out = output_paths(task.corpus, task.video_id)
     for stale in (boxes_out, segments_out):  # a redo that fails must not leave an older result behind
@@ -95,36 +95,27 @@ def work(task: VideoTask) -> dict:
     return result.details
 
 
-def run(corpus_name: str, client) -> list[StatusRecord]:
-    params = load_params()
-    corpus = get_corpus(corpus_name, params)
-    stage_params = track_params(params)
+def plan(corpus: CorpusRef, videos: list, stage_params: TrackParams, params: dict):
     weights = weight_files(params, stage_params.detector)
-    manifest = read_manifest(paths.source_manifest_path(corpus_name))
-    tasks, settled = [], []
-    for row in manifest.to_dict("records"):
+    tasks = []
+    for row, upstream in videos:
         video_id = row["video_id"]
-        upstream = read_record(UPSTREAM, corpus_name, video_id)
-        if upstream is None or upstream.status != OK:
-            why = "not resampled yet" if upstream is None else f"resample {upstream.status}: {upstream.reason}"
-            settled.append(StatusRecord(corpus_name, video_id, STAGE, SKIPPED, why, details={"upstream": UPSTREAM}))
-            continue
         label = row.get("label") or corpus.label
         pretrain_real = corpus.role == "pretrain" and label == "real"  # the sync threshold applies to these
         fingerprint = stable_hash(VERSION, upstream.fingerprint, asdict(stage_params), pretrain_real,
                                   weights_identity(weights["retinaface"]), weights_identity(weights["syncnet"]))
-        tasks.append(VideoTask(STAGE, corpus_name, video_id, fingerprint, {
-            "video": str(resample_stage.output_paths(corpus_name, video_id)[0]),
-            "audio": str(resample_stage.output_paths(corpus_name, video_id)[1]),
-            "params": stage_params, "weights": weights,
-            "pretrain_real": pretrain_real},
-            [str(p) for p in output_paths(corpus_name, video_id)]))
-    records = run_stage(STAGE, corpus_name, tasks, work, client, settled)
+        video, audio = resample_stage.output_paths(corpus.name, video_id)
+        tasks.append(VideoTask(STAGE, corpus.name, video_id, fingerprint, {
+            "video": str(video), "audio": str(audio), "params": stage_params, "weights": weights,
+            "pretrain_real": pretrain_real}, [str(p) for p in output_paths(corpus.name, video_id)]))
+    return tasks, []
+
+
+def finish(corpus: CorpusRef, records: list[StatusRecord]) -> None:
     keep = {r.video_id for r in records if r.status == OK}
-    out = paths.stage_dir(STAGE, corpus_name)
+    out = paths.stage_dir(STAGE, corpus.name)
     prune_outputs([out / "boxes", out / "segments"], keep)
-    write_tracks_table(corpus_name, keep)
-    return records
+    write_tracks_table(corpus.name, keep)
 
 
 def write_tracks_table(corpus: str, video_ids: set[str]) -> pd.DataFrame:

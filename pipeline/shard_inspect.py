@@ -11,19 +11,18 @@ sample: its mouth frames with landmarks, its aligned 256x256 face and its audio 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import re
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline import paths
-from pipeline.params import load_corpora, load_params
+from preprocess import paths
+from pipeline.corpora import load_corpora, load_params
 from pipeline.stages import PER_CORPUS_STAGES as STAGES
-from pipeline.status import read_record
+from preprocess import shardformat
+from preprocess.records import read_record
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -60,7 +59,7 @@ def _corpora(name: str | None) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- summary
 def shard_dir(corpus: str) -> Path:
-    from pipeline.stages.crop import shard_dir as crop_shard_dir
+    from preprocess.crop.stage import shard_dir as crop_shard_dir
 
     return crop_shard_dir(corpus)
 
@@ -187,26 +186,15 @@ def find_sample(key: str, corpora: list[str]) -> tuple[str, dict]:
 
 
 def read_sample(corpus: str, shard: str, key: str) -> dict:
-    """The fields of one sample, straight from its tar (arrays load without pickle)."""
-    fields = {}
-    with tarfile.open(shard_dir(corpus) / shard) as tar:
-        for member in tar:
-            name = member.name
-            if not name.startswith(key + "."):
-                continue
-            data = tar.extractfile(member).read()
-            field = name[len(key) + 1:]
-            fields[field] = json.loads(data) if field == "json" else np.load(io.BytesIO(data), allow_pickle=False)
-    if not fields:
-        raise KeyError(f"sample {key} not found in {shard}")
-    return fields
+    """The fields of one sample, straight from its shard."""
+    return shardformat.read_sample(shard_dir(corpus) / shard, key)
 
 
 def _aligned_face(corpus: str, sample: dict) -> np.ndarray | None:
     """The aligned face of the middle frame, from the resampled video and the align stage's transform."""
-    from pipeline.stages import align as align_stage
+    from preprocess.align import stage as align_stage
     from preprocess.align.mouth import aligned_face
-    from preprocess.align.video import load_aligned
+    from preprocess.align.align_video import load_aligned
 
     meta = sample["json"]
     npz = align_stage.output_path(corpus, meta["video_id"])

@@ -124,8 +124,8 @@ def make_faceless(path: Path) -> Path:
 def build(root: Path) -> Path:
     """The raw folders, params and source manifests, then resample and track on both corpora."""
     from pipeline.manifest import scan_corpus, write_manifest
-    from pipeline.params import get_corpus, load_params
-    from pipeline.stages import resample, track
+    from pipeline.corpora import get_corpus, load_params
+    from pipeline import stages
 
     (root / "raw" / "grid").mkdir(parents=True)
     (root / "raw" / "cremad").mkdir(parents=True)
@@ -141,8 +141,8 @@ def build(root: Path) -> Path:
         params = load_params()
         for name in CORPORA:
             write_manifest(scan_corpus(get_corpus(name, params)), root / "data_manifests" / f"{name}.parquet")
-            resample.run(name, client)
-            track.run(name, client)
+            stages.run("resample", name, client)
+            stages.run("track", name, client)
     return root
 
 
@@ -155,12 +155,12 @@ def base_project() -> Path:
 @functools.lru_cache(maxsize=None)
 def aligned_project() -> Path:
     """base_project() plus the align stage (dlib) on both corpora; treat it as read-only."""
-    from pipeline.stages import align
+    from pipeline import stages
 
     root = base_project()
     with project_env(root), local_client() as client:
         for name in CORPORA:
-            align.run(name, client)
+            stages.run("align", name, client)
     return root
 
 
@@ -168,12 +168,12 @@ def aligned_project() -> Path:
 def packed_project() -> Path:
     """A copy of aligned_project() with shards (crop) and the collect index; treat it as read-only."""
     from pipeline import collect
-    from pipeline.stages import crop
+    from pipeline import stages
 
     root = copy_project(aligned_project(), _scratch("avlips-packed-test-"))
     with project_env(root):
         for name in CORPORA:
-            crop.run(name)
+            stages.run("crop", name)
         collect.main([])
     return root
 
@@ -183,8 +183,9 @@ def first_tracked_video(corpus: str = "gridt", frames: int = 30):
     Call inside project_env(root)."""
     import pandas as pd
 
-    from pipeline import paths
-    from pipeline.stages import resample, track
+    from preprocess import paths
+    from preprocess.resample import stage as resample
+    from preprocess.track import stage as track
 
     manifest = pd.read_parquet(paths.source_manifest_path(corpus)).sort_values("video_id")
     row = manifest.iloc[0].to_dict()
@@ -214,7 +215,7 @@ def pretrain_shards(*splits: str) -> list:
 
 def write_index(path: Path, **roles: list) -> Path:
     """A shard index in the collect stage's format ({split: [{path, sha256, samples}]}) for `roles`."""
-    from pipeline.manifest import sha256_file
+    from preprocess.fileio import sha256_file
 
     path.write_text(json.dumps({role: [{"path": s.path, "sha256": sha256_file(Path(s.path)), "samples": s.samples}
                                        for s in shards] for role, shards in roles.items()}))

@@ -48,3 +48,9 @@ def status_dir(stage: str, corpus: str) -> Path:
 
 def status_table_path(stage: str, corpus: str) -> Path:
     return stage_dir(stage, corpus) / "status.parquet"
+
+
+def project_path(path: str) -> Path:
+    """A path from params.yaml: absolute, or relative to the project root."""
+    resolved = Path(path).expanduser()
+    return resolved if resolved.is_absolute() else project_root() / resolved

@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pipeline.status import SKIPPED, StageFailure
+from preprocess.records import SKIPPED, StageFailure
 from preprocess.framestore import FrameStore, frame_store
 from preprocess.media import iter_frame_batches, read_audio
 from preprocess.track.detect import RetinaFaceBatch, detection_scale
 from preprocess.track.motion import streamed_motion_energy, wav_envelope
-from preprocess.track.params import TrackParams
+from preprocess.track.track_params import TrackParams
 from preprocess.track.shots import ShotCuts
 from preprocess.track.sync import Choice, SyncScore, audio_shift_frames, av_energy_score, choose_speakers
 from preprocess.track.tracking import Track, build_tracks
@@ -40,7 +40,7 @@ def decode_and_detect(video: Path, detector: RetinaFaceBatch, params: TrackParam
 
     The small gray frames go to `gray` (disk), since the tracks that say where to look are known only at the end.
     """
-    shots = ShotCuts(params.shots())
+    shots = ShotCuts(params.shots)
     detections: dict[int, np.ndarray] = {}
     start = 0
     size = scale_xy = None
@@ -92,7 +92,7 @@ def energy_scores(decoded: Decoded, tracks: list[Track], envelope: np.ndarray,
         runs = ((frames, small_boxes[lo - t.start: lo - t.start + len(frames)])
                 for lo, frames in decoded.gray.runs(t.start, t.end, MOTION_RUN))
         motion = streamed_motion_energy(runs)
-        scores.append(av_energy_score(motion, envelope[t.start: t.end], params.energy_max_lag))
+        scores.append(av_energy_score(motion, envelope[t.start: t.end], params.sync.energy_max_lag))
     return scores
 
 
@@ -121,16 +121,16 @@ def track_video(video: Path, audio_path: Path | None, params: TrackParams, detec
         n_detected = sum(len(d) > 0 for d in decoded.detections.values())
         if n_detected == 0:
             raise StageFailure("no face found", frames=decoded.n_frames)
-        tracks = build_tracks(decoded.detections, decoded.cuts, params.detect_stride, params.tracking())
+        tracks = build_tracks(decoded.detections, decoded.cuts, params.detect_stride, params.tracking)
         if not tracks:
             raise StageFailure(
-                f"no face track of at least {params.min_track_frames} frames with faces of at least "
-                f"{params.min_face_size:g} px", frames=decoded.n_frames, frames_with_faces=n_detected)
+                f"no face track of at least {params.tracking.min_track_frames} frames with faces of at least "
+                f"{params.tracking.min_face_size:g} px", frames=decoded.n_frames, frames_with_faces=n_detected)
         scores = _sync_scores(video, audio_path, decoded, tracks, params, syncnet)
     spans = [(t.start, t.end) for t in tracks]
     sizes = [float(np.median(np.minimum(t.boxes[:, 2] - t.boxes[:, 0], t.boxes[:, 3] - t.boxes[:, 1])))
              for t in tracks]
-    choices = choose_speakers(spans, sizes, scores, params.sync())
+    choices = choose_speakers(spans, sizes, scores, params.sync)
     at_once = faces_at_once(tracks, decoded.n_frames)
 
     kept, rejected = [], []
@@ -197,4 +197,4 @@ def _segment_row(segment: int, track: Track, choice: Choice, n_faces: int, param
     return {"segment": segment, "start_frame": track.start, "end_frame": track.end, "n_faces": n_faces,
             "sync_method": choice.method, "sync_offset": choice.offset,
             "sync_confidence": float(choice.confidence), "speaker_ambiguous": bool(choice.ambiguous),
-            "audio_shift_frames": audio_shift_frames(score, params.sync())}
+            "audio_shift_frames": audio_shift_frames(score, params.sync)}

@@ -24,20 +24,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import paths
-from pipeline.atomic import remove_leftover_tmp_files, write_bytes_atomic, write_parquet_atomic
-from pipeline.manifest import read_manifest
-from pipeline.params import get_corpus, load_params, stable_hash, stage_section
-from pipeline.runner import prune_outputs, write_status_table
-from pipeline.stages import align as align_stage
-from pipeline.status import FAILED, OK, SKIPPED, StatusRecord, read_record, write_record
-from preprocess.resample import FPS, SAMPLE_RATE
-from preprocess.shards import ShardWriter, encode_sample
+from preprocess import paths
+from preprocess.align import stage as align_stage
+from preprocess.contract import FPS, SAMPLE_RATE, sample_key, split_order
+from preprocess.fileio import prune_outputs, remove_leftover_tmp_files, write_bytes_atomic, write_parquet_atomic
+from preprocess.records import FAILED, OK, SKIPPED, CorpusRef, StatusRecord, write_record, write_status_table
+from preprocess.settings import section, stable_hash
+from preprocess.shardformat import ShardWriter, encode_sample
 
 STAGE = "crop"
+UPSTREAM = align_stage.STAGE
 VERSION = 1
-USES_CLUSTER = False  # no per-video heavy work is left: the CLI starts no dask cluster for this stage
-SPLIT_ORDER = ("train", "val", "test")
 MANIFEST_COLUMNS = ["key", "shard", "split", "corpus", "video_id", "segment", "track_segment", "start_frame",
                     "end_frame", "label", "method", "n_frames", "seconds", "has_audio", "interpolated_fraction",
                     "sync_method", "sync_offset", "sync_confidence", "speaker_ambiguous", "mouth_offset_mean",
@@ -50,8 +47,8 @@ class CropParams:
     maxsize: int = 1_000_000_000  # bytes per shard at most (a single bigger sample gets its own shard)
 
 
-def crop_params(params: dict) -> CropParams:
-    return stage_section(params, STAGE, CropParams)
+def settings(params: dict, corpus: CorpusRef | None = None) -> CropParams:
+    return section(params, STAGE, CropParams)
 
 
 def shard_dir(corpus: str) -> Path:
@@ -61,11 +58,6 @@ def shard_dir(corpus: str) -> Path:
 def index_paths(corpus: str) -> tuple[Path, Path]:
     """The shard index beside the shards, and its copy in the stage folder (what collect reads)."""
     return shard_dir(corpus) / "index.json", paths.stage_dir(STAGE, corpus) / "index.json"
-
-
-def sample_key(corpus: str, video_id: str, segment: int) -> str:
-    """`<corpus>__<video_id>__<segment>`, the segment zero-padded to 4 digits (sorts as it counts)."""
-    return f"{corpus}__{video_id}__{segment:04d}"
 
 
 def _plain(value):
@@ -93,7 +85,7 @@ def sample_meta(corpus: str, row: dict, piece: dict, meta: dict, params_hash: st
 
 def video_samples(corpus: str, row: dict, params_hash_of) -> list[tuple[str, list, dict]]:
     """[(key, tar members, manifest row)] of one aligned video, in segment order."""
-    from preprocess.align.video import load_aligned
+    from preprocess.align.align_video import load_aligned
 
     arrays, meta = load_aligned(align_stage.output_path(corpus, row["video_id"]),
                                 keys=("piece", "crops", "audio", "landmarks_crop"))
@@ -116,31 +108,29 @@ def video_samples(corpus: str, row: dict, params_hash_of) -> list[tuple[str, lis
     return out
 
 
-def run(corpus_name: str, client=None) -> list[StatusRecord]:
-    """Pack every ok video of the align stage; `client` is unused (no per-video heavy work is left)."""
-    params = load_params()
-    get_corpus(corpus_name, params)
-    stage_params = crop_params(params)
-    manifest = read_manifest(paths.source_manifest_path(corpus_name))
-    out = shard_dir(corpus_name)
+def pack(corpus: CorpusRef, videos: list, settled: list[StatusRecord], stage_params: CropParams,
+         params: dict) -> list[StatusRecord]:
+    """Pack every video the align stage passed on (`videos`: (manifest row, align record)) into the corpus's
+    shards; `settled` are the rows of the others. One process: no per-video heavy work is left."""
+    name = corpus.name
+    out = shard_dir(name)
     remove_leftover_tmp_files(out)
-    remove_leftover_tmp_files(paths.stage_dir(STAGE, corpus_name))
-    for index in index_paths(corpus_name):  # written last: an index never names shards being rewritten
+    remove_leftover_tmp_files(paths.stage_dir(STAGE, name))
+    for index in index_paths(name):  # written last: an index never names shards being rewritten
         index.unlink(missing_ok=True)
 
     def params_hash_of(align_params: dict) -> str:
         # every section that shaped the samples (fingerprints chain the same per video)
-        upstream = {name: params.get(name) for name in ("resample", "track")}
+        upstream = {section_name: params.get(section_name) for section_name in ("resample", "track")}
         return stable_hash(align_stage.VERSION, VERSION, upstream, align_params, asdict(stage_params))
 
-    rows = sorted(manifest.to_dict("records"), key=lambda r: r["video_id"])
-    splits = sorted({r["split"] for r in rows}, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 9, s))
-    records, manifest_rows, shards = [], [], []
+    splits = sorted({row["split"] for row, _ in videos}, key=split_order)
+    records, manifest_rows, shards = list(settled), [], []
     for split in splits:
         writer = ShardWriter(out, split, stage_params.maxcount, stage_params.maxsize)
         try:
-            for row in (r for r in rows if r["split"] == split):
-                record, samples = _pack_video(corpus_name, row, stage_params, params_hash_of)
+            for row, upstream in (v for v in videos if v[0]["split"] == split):
+                record, samples = _pack_video(name, row, upstream, stage_params, params_hash_of)
                 for _, members, manifest_row in samples:
                     manifest_row["shard"] = writer.write(members)
                     manifest_rows.append(manifest_row)
@@ -150,24 +140,19 @@ def run(corpus_name: str, client=None) -> list[StatusRecord]:
             raise
         shards += writer.close()
     _remove_stale_shards(out, {s.shard for s in shards})
-    _write_tables(corpus_name, out, manifest_rows, shards, stage_params)
+    _write_tables(name, out, manifest_rows, shards, stage_params)
     for record in records:
         write_record(record)
-    prune_outputs([paths.status_dir(STAGE, corpus_name)], {r.video_id for r in records})
-    write_status_table(STAGE, corpus_name, records)
+    prune_outputs([paths.status_dir(STAGE, name)], {r.video_id for r in records})
+    write_status_table(STAGE, name, records)
     counts = {s: sum(r.status == s for r in records) for s in (OK, FAILED, SKIPPED)}
-    print(f"crop@{corpus_name}: {counts[OK]} ok, {counts[FAILED]} failed, {counts[SKIPPED]} skipped; "
+    print(f"crop@{name}: {counts[OK]} ok, {counts[FAILED]} failed, {counts[SKIPPED]} skipped; "
           f"{len(manifest_rows)} samples in {len(shards)} shards", file=sys.stderr)
-    return records
+    return sorted(records, key=lambda r: r.video_id)
 
 
-def _pack_video(corpus: str, row: dict, stage_params: CropParams, params_hash_of):
+def _pack_video(corpus: str, row: dict, upstream: StatusRecord, stage_params: CropParams, params_hash_of):
     video_id = row["video_id"]
-    upstream = read_record(align_stage.STAGE, corpus, video_id)
-    if upstream is None or upstream.status != OK:
-        why = "not aligned yet (run the align stage)" if upstream is None else \
-            f"align stage {upstream.status}: {upstream.reason}"
-        return StatusRecord(corpus, video_id, STAGE, SKIPPED, why, details={"upstream": align_stage.STAGE}), []
     fingerprint = stable_hash(VERSION, upstream.fingerprint, asdict(stage_params))
     try:
         samples = video_samples(corpus, row, params_hash_of)

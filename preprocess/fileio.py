@@ -1,7 +1,8 @@
-"""Atomic file writes: write beside the target, then rename, so a killed run never leaves half a file."""
+"""File writes that survive a kill: write beside the target, flush to disk, then rename; and file hashes."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 from pathlib import Path
@@ -22,6 +23,7 @@ def atomic_path(path: Path):
     tmp = tmp_path_for(path)
     try:
         yield tmp
+        fsync_file(tmp)  # the data reaches the disk before the name does: a power cut leaves old or new, not empty
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -63,3 +65,29 @@ def remove_leftover_tmp_files(folder: Path) -> int:
             leftover.unlink()
             removed += 1
     return removed
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prune_outputs(folders, keep: set[str]) -> None:
+    """Delete the per-video files (named <video_id>.<ext>) in `folders` whose video is not in `keep`:
+    a stage's outputs exist for exactly the videos it passed on."""
+    for folder in folders:
+        if folder.exists():
+            for path in folder.iterdir():
+                if path.is_file() and path.stem not in keep:
+                    path.unlink()

@@ -2,7 +2,7 @@
 
 Reads the track stage's boxes (`data/track/<corpus>/boxes/<video_id>.parquet`, one row per frame of each
 kept segment) and segments (`tracks.parquet`), the resampled video and audio, and writes one
-`data/align/<corpus>/aligned/<video_id>.npz` per video (see preprocess/align/video.py) in one decode.
+`data/align/<corpus>/aligned/<video_id>.npz` per video (see preprocess/align/align_video.py) in one decode.
 Only videos whose track record is ok go on; the others get a `skipped` row naming the track's reason.
 """
 from __future__ import annotations
@@ -12,24 +12,26 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import paths
-from pipeline.manifest import read_manifest
-from pipeline.params import get_corpus, load_params, stable_hash, stage_section
-from pipeline.runner import VideoTask, prune_outputs, run_stage
-from pipeline.stages import resample as resample_stage
-from pipeline.stages import track as track_stage
-from pipeline.status import OK, SKIPPED, StatusRecord, read_record
-from preprocess.align.config import AlignParams
+from preprocess import paths
+from preprocess.align.align_params import AlignParams
+from preprocess.fileio import prune_outputs
+from preprocess.records import OK, CorpusRef, StatusRecord, VideoTask
+from preprocess.resample import stage as resample_stage
+from preprocess.settings import section, stable_hash
+from preprocess.track import stage as track_stage
 from preprocess.weights import weights_identity
 
 STAGE = "align"
+UPSTREAM = track_stage.STAGE
 VERSION = 1  # bump when the alignment itself changes, so finished videos are redone
 
 _LANDMARKERS: dict = {}  # per worker process: the model is loaded once, not once per video
 
 
-def align_params(params: dict) -> AlignParams:
-    return stage_section(params, STAGE, AlignParams)
+def settings(params: dict, corpus: CorpusRef | None = None) -> AlignParams:
+    stage_params = section(params, STAGE, AlignParams)
+    resolve_weights(stage_params, params)  # a missing model stops the stage before any video
+    return stage_params
 
 
 def output_path(corpus: str, video_id: str) -> Path:
@@ -49,7 +51,7 @@ def landmarker_for(stage_params: AlignParams, weights: str | None):
     key = (stage_params.backend, stage_params.dlib_refine, stage_params.fan_reference_scale,
            stage_params.batch_size, weights)
     if key not in _LANDMARKERS:
-        from preprocess.align.video import make_landmarker
+        from preprocess.align.align_video import make_landmarker
 
         if stage_params.backend == "fan":
             import torch
@@ -61,7 +63,7 @@ def landmarker_for(stage_params: AlignParams, weights: str | None):
 
 
 def work(task: VideoTask) -> dict:
-    from preprocess.align.video import align_video
+    from preprocess.align.align_video import align_video
 
     inp = task.inputs
     landmarker = landmarker_for(inp["params"], inp["weights"])
@@ -72,32 +74,24 @@ def work(task: VideoTask) -> dict:
                        landmarker, output_path(task.corpus, task.video_id))
 
 
-def run(corpus_name: str, client) -> list[StatusRecord]:
-    params = load_params()
-    get_corpus(corpus_name, params)
-    stage_params = align_params(params)
-    weights = resolve_weights(stage_params, params)  # a missing model stops here, before any video
-    manifest = read_manifest(paths.source_manifest_path(corpus_name))
-    segments = _segments_by_video(track_stage.tracks_table_path(corpus_name))
-    tasks, settled = [], []
-    for video_id in manifest.video_id:
-        record = read_record(track_stage.STAGE, corpus_name, video_id)
-        if record is None or record.status != OK:
-            why = "not tracked yet (run the track stage)" if record is None else \
-                f"track stage {record.status}: {record.reason}"
-            settled.append(StatusRecord(corpus_name, video_id, STAGE, SKIPPED, why, details={"upstream": track_stage.STAGE}))
-            continue
-        fingerprint = stable_hash(VERSION, record.fingerprint, asdict(stage_params), weights_identity(weights))
-        tasks.append(VideoTask(STAGE, corpus_name, video_id, fingerprint, {
-            "boxes": str(track_stage.output_paths(corpus_name, video_id)[0]),
-            "segments": segments.get(video_id, []),
-            "video": str(resample_stage.output_paths(corpus_name, video_id)[0]),
-            "audio": str(resample_stage.output_paths(corpus_name, video_id)[1]),
+def plan(corpus: CorpusRef, videos: list, stage_params: AlignParams, params: dict):
+    weights = resolve_weights(stage_params, params)
+    segments = _segments_by_video(track_stage.tracks_table_path(corpus.name))
+    tasks = []
+    for row, upstream in videos:
+        video_id = row["video_id"]
+        fingerprint = stable_hash(VERSION, upstream.fingerprint, asdict(stage_params), weights_identity(weights))
+        video, audio = resample_stage.output_paths(corpus.name, video_id)
+        tasks.append(VideoTask(STAGE, corpus.name, video_id, fingerprint, {
+            "boxes": str(track_stage.output_paths(corpus.name, video_id)[0]),
+            "segments": segments.get(video_id, []), "video": str(video), "audio": str(audio),
             "params": stage_params, "weights": str(weights) if weights else None},
-            [str(output_path(corpus_name, video_id))]))
-    records = run_stage(STAGE, corpus_name, tasks, work, client, settled)
-    prune_outputs([paths.stage_dir(STAGE, corpus_name) / "aligned"], {r.video_id for r in records if r.status == OK})
-    return records
+            [str(output_path(corpus.name, video_id))]))
+    return tasks, []
+
+
+def finish(corpus: CorpusRef, records: list[StatusRecord]) -> None:
+    prune_outputs([paths.stage_dir(STAGE, corpus.name) / "aligned"], {r.video_id for r in records if r.status == OK})
 
 
 def _segments_by_video(tracks_path: Path) -> dict[str, list[dict]]:

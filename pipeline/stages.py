@@ -1,0 +1,71 @@
+"""The per-corpus DVC stages, by name, and the one way each runs (`python -m pipeline stage NAME CORPUS`).
+
+Stage NAME's code is `preprocess/NAME/stage.py`. Each such module says which stage feeds it (UPSTREAM) and
+builds its per-video tasks (`plan`), does one video (`work`) and tidies the corpus afterwards (`finish`); the
+crop stage instead packs the whole corpus in one process (`pack`). This module does what is the same for all:
+read params, the corpus and its manifest, and turn every video the upstream stage did not pass on into a
+`skipped` row naming the upstream reason, so that rule lives in one place.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from pipeline.manifest import read_manifest
+from pipeline.corpora import get_corpus, load_params
+from pipeline.runner import run_stage
+from preprocess import paths
+from preprocess.records import OK, SKIPPED, CorpusRef, StatusRecord, read_record
+
+PER_CORPUS_STAGES = ("resample", "track", "align", "crop")
+
+
+def stage_module(name: str) -> ModuleType:
+    if name not in PER_CORPUS_STAGES:
+        raise ValueError(f"unknown stage {name!r}; the per-corpus stages are {', '.join(PER_CORPUS_STAGES)}")
+    return importlib.import_module(f"preprocess.{name}.stage")
+
+
+def uses_cluster(name: str) -> bool:
+    return not hasattr(stage_module(name), "pack")  # crop packs in one process: no dask cluster to start
+
+
+def run(name: str, corpus_name: str, client=None) -> list[StatusRecord]:
+    """Run stage `name` on every video of a corpus; returns one record per video of the manifest."""
+    stage = stage_module(name)
+    params = load_params()
+    registered = get_corpus(corpus_name, params)
+    corpus = CorpusRef(registered.name, registered.role, registered.label, registered.raw_path())
+    settings = stage.settings(params, corpus)  # a bad section or a missing model stops here, before any video
+    rows = read_manifest(paths.source_manifest_path(corpus_name)).sort_values("video_id").to_dict("records")
+    videos, settled = [], []
+    for row in rows:
+        upstream = read_record(stage.UPSTREAM, corpus_name, row["video_id"]) if stage.UPSTREAM else None
+        if stage.UPSTREAM and (upstream is None or upstream.status != OK):
+            settled.append(upstream_skip(name, stage.UPSTREAM, corpus_name, row["video_id"], upstream))
+        else:
+            videos.append((row, upstream))
+    if hasattr(stage, "pack"):
+        return stage.pack(corpus, videos, settled, settings, params)
+    tasks, decided = stage.plan(corpus, videos, settings, params)
+    records = run_stage(name, corpus_name, tasks, stage.work, client, settled + decided)
+    stage.finish(corpus, records)
+    return records
+
+
+def upstream_skip(stage: str, upstream_stage: str, corpus: str, video_id: str,
+                  upstream: StatusRecord | None) -> StatusRecord:
+    """The row of a video the upstream stage did not pass on: its reason, chained ("track stage failed: ...")."""
+    why = f"not through the {upstream_stage} stage yet (run it first)" if upstream is None else \
+        f"{upstream_stage} stage {upstream.status}: {upstream.reason}"
+    return StatusRecord(corpus, video_id, stage, SKIPPED, why, details={"upstream": upstream_stage})
+
+
+def run_demo(workers: int | None = None) -> None:
+    """The `demo` stage: generate the demo corpora (preprocess/demo/stage.py), then write their manifests."""
+    from pipeline.manifest import scan_corpus, write_manifest
+    from preprocess.demo import stage as demo
+
+    params = load_params()
+    for name in demo.generate(params, workers):
+        write_manifest(scan_corpus(get_corpus(name, params)), paths.source_manifest_path(name))

@@ -1,0 +1,62 @@
+"""The one params.yaml loader: sections into strict (nested, frozen) dataclasses, and stable hashes of them.
+
+Every stage and training script reads its section through `section` / `from_dict`, so an unknown key (a typo)
+is an error naming its full path (`track.tracking.iou_treshold`), never a silent fall-back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """params.yaml (or any YAML mapping) as plain Python; a missing file is an empty mapping."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    return YAML(typ="safe").load(path.read_text()) or {}
+
+
+def from_dict(cls, values: dict | None, where: str | None = None, **fixed):
+    """Build the dataclass `cls` from a mapping. Nested dataclass fields take nested mappings; lists become
+    tuples (the dataclasses are frozen and hashable). `fixed` fields are set by the caller, not by the mapping.
+    `where` is the section's path in params.yaml, for the error messages."""
+    where = where or cls.__name__
+    values = dict(values or {})
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in fixed]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"params.yaml {where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(names)}")
+    kwargs = {}
+    for name, value in values.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            if value is not None and not isinstance(value, dict):
+                keys = ", ".join(f.name for f in dataclasses.fields(kind))
+                raise ValueError(f"params.yaml {where}.{name} is a section ({keys}), not {value!r}")
+            value = from_dict(kind, value, f"{where}.{name}")
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs, **fixed)
+
+
+def section(params: dict, path: str, cls, **fixed):
+    """The dataclass `cls` from params.yaml's section at the dotted `path` (e.g. "pretrain.data")."""
+    values = params
+    for part in path.split("."):
+        values = (values or {}).get(part) if isinstance(values, dict) else None
+    return from_dict(cls, values, path, **fixed)
+
+
+def stable_hash(*parts) -> str:
+    """Short sha256 of JSON-serialisable parts, independent of dict order."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -154,7 +154,7 @@ class RobustnessParams:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise CorruptionError(f"robustness.seed must be a whole number >= 0, not {self.seed!r}")
         if self.compression_preset not in PRESETS:
-            raise CorruptionError(f"robustness.compression_preset {self.compression_preset!r} is not an x264 "
+            raise CorruptionError(f"robustness.compression_preset: {self.compression_preset!r} is not an x264 "
                                   f"preset ({', '.join(PRESETS)})")
 
     def corruptions(self) -> list[Corruption]:
@@ -205,6 +205,11 @@ def resize_artefact(frame: np.ndarray, factor: int) -> np.ndarray:
 
 # ---- compression: through x264 and back ---------------------------------------------------------------------
 
+def _check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise CorruptionError(f"{preset!r} is not an x264 preset ({', '.join(PRESETS)})")
+
+
 def _x264_args(crf: int, preset: str, width: int, height: int) -> list[str]:
     # yuv420p needs even sides: pad odd ones by a pixel (cropped off again after decoding).
     pad = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"] if width % 2 or height % 2 else []
@@ -238,6 +243,7 @@ def compress_frames(batches: Iterable[np.ndarray], crf: int, preset: str = "medi
     """Encode uint8 frame batches (B, H, W, 3) RGB or (B, H, W) gray with libx264 at `crf`; yield the decoded
     frames in batches of the same sizes. Memory stays bounded: frames stream into ffmpeg and back out of a
     temporary file (in `workdir`, default the system's temp folder)."""
+    _check_preset(preset)
     with tempfile.TemporaryDirectory(prefix="avlips-x264-", dir=workdir) as tmp:
         encoded, log_path = Path(tmp) / "encoded.mkv", Path(tmp) / "ffmpeg.log"
         sizes: list[int] = []
@@ -289,6 +295,7 @@ def compress_video(video: Path, crf: int, preset: str = "medium", batch: int = 6
                    workdir: Path | None = None) -> Iterator[np.ndarray]:
     """Re-encode a video file's first video stream with libx264 at `crf` (DeeperForensics' way: the file,
     not decoded frames); yield its decoded frames as preprocess.media does, in batches of `batch`."""
+    _check_preset(preset)
     with tempfile.TemporaryDirectory(prefix="avlips-x264-", dir=workdir) as tmp:
         encoded = Path(tmp) / "encoded.mkv"
         try:

@@ -14,6 +14,7 @@ the pinned ffmpeg build, so a rerun gives identical frames.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import tempfile
@@ -21,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 
@@ -265,8 +267,9 @@ def compress_frames(batches: Iterable[np.ndarray], crf: int, preset: str = "medi
                 if proc is None:
                     return  # no frames in, none out
                 proc.stdin.close()
-            except BrokenPipeError:
-                pass  # ffmpeg stopped reading: its exit code and log say why, below
+            except BrokenPipeError:  # ffmpeg stopped reading: its exit code and log say why, below
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
             except BaseException:
                 if proc is not None:
                     proc.kill()
@@ -298,19 +301,17 @@ def compress_video(video: Path, crf: int, preset: str = "medium", batch: int = 6
     _check_preset(preset)
     with tempfile.TemporaryDirectory(prefix="avlips-x264-", dir=workdir) as tmp:
         encoded = Path(tmp) / "encoded.mkv"
+        width, height = _size(video)
         try:
             run_ffmpeg(["-threads", "1", "-i", str(video), "-map", "0:v:0", "-fps_mode", "passthrough",
-                        *_x264_args(crf, preset, *_size(video)), str(encoded)], exe=pinned_ffmpeg_exe())
+                        *_x264_args(crf, preset, width, height), str(encoded)], exe=pinned_ffmpeg_exe())
         except FFmpegError as exc:
             raise FFmpegError(f"x264 at CRF {crf} could not re-encode {Path(video).name}: {exc.message}") from None
-        height, width = _size(video)[::-1]
         for frames in iter_frame_batches(encoded, batch=batch, gray=gray):
             yield frames[:, :height, :width]
 
 
 def _size(video: Path) -> tuple[int, int]:
-    import av
-
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         return stream.codec_context.width, stream.codec_context.height

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from preprocess.corrupt import (TYPES, Corruption, CorruptionError, CorruptionLevels, RobustnessParams, apply,
-                                block_positions, compress_frames, video_seed)
+                                block_positions, compress_frames, compress_video, video_seed)
 
 # Measured on the six GRID clips (25 frames each): level 5 lies between 24.4 dB (block-wise) and 31.9 dB
 # (compression); level 1 between 31.1 and 36.0 dB.
@@ -85,6 +85,16 @@ def test_compression_is_deterministic_and_keeps_count_and_shape(frames):
     gray_odd = np.ascontiguousarray(clip[:, :287, :359, 1])  # odd sides are padded for yuv420p, then cut off
     out = apply(gray_odd, Corruption("compression", 1))
     assert out.shape == gray_odd.shape and 25 < psnr(gray_odd, out) < 60
+
+
+def test_compressing_the_video_file(testdata):
+    from preprocess.media import read_frames
+
+    clip = testdata / "grid" / "bbaf2n.mpg"
+    clean = read_frames(clip)
+    out = np.concatenate(list(compress_video(clip, 40, batch=32)))
+    assert out.shape == clean.shape and psnr(clean, out) < LEVEL5_MAX_PSNR
+    assert np.array_equal(out, np.concatenate(list(compress_video(clip, 40))))
 
 
 @pytest.mark.parametrize("text, words", [

@@ -125,10 +125,13 @@ def test_specs_and_params():
 def test_params_yaml_section_parses():
     from pathlib import Path
 
-    from pipeline.params import load_params, stage_section
+    from preprocess.settings import load_yaml, section
 
-    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    section = stage_section(params, "robustness", RobustnessParams)
-    assert section.corruptions() and not section.keep_crops
+    params = load_yaml(Path(__file__).resolve().parents[1] / "params.yaml")
+    robustness = section(params, "robustness", RobustnessParams)
+    assert robustness.corruptions() and not robustness.keep_crops
+    assert robustness.levels.blur == (7, 9, 13, 17, 21)
     with pytest.raises(ValueError, match="unknown key"):
-        stage_section({"robustness": {"sed": 1}}, "robustness", RobustnessParams)
+        section({"robustness": {"sed": 1}}, "robustness", RobustnessParams)
+    with pytest.raises(ValueError, match=r"robustness\.levels: unknown key\(s\) blurr"):
+        section({"robustness": {"levels": {"blurr": [3]}}}, "robustness", RobustnessParams)

@@ -1,4 +1,5 @@
-"""Landmark gaps and smoothing: interpolate short gaps, split at long ones, centred moving average."""
+"""Landmark gaps and smoothing: interpolate short gaps, split at long ones, centred moving average, and the
+motion-following smoothing built on it (moving average of the face shape, lag-corrected head position)."""
 from __future__ import annotations
 
 import numpy as np
@@ -64,3 +65,78 @@ def moving_average(points: np.ndarray, half_window: int) -> np.ndarray:
     h = np.minimum(half_window, np.minimum(t, n - 1 - t))
     out = (csum[t + h + 1] - csum[t - h]) / (2 * h + 1)[:, None]
     return out.reshape(points.shape)
+
+
+def local_quadratic(points: np.ndarray, half_window: int) -> np.ndarray:
+    """Centred Savitzky-Golay filter of order 2 (local quadratic fit, its value at the centre frame) over
+    +-half_window frames; like `moving_average`, the window shrinks symmetrically near the ends (down to the
+    raw value on the first and last frame). Unbiased on constant-acceleration motion, noisier than the
+    moving average of the same window."""
+    points = np.asarray(points, np.float64)
+    n = len(points)
+    if half_window <= 0 or n < 3:
+        return points.copy()
+    flat = points.reshape(n, -1)
+    out = np.empty_like(flat)
+    t = np.arange(n)
+    h_of_t = np.minimum(half_window, np.minimum(t, n - 1 - t))
+    for h in np.unique(h_of_t):
+        rows = np.flatnonzero(h_of_t == h)
+        w = savgol_weights(int(h))
+        out[rows] = np.einsum("k,tkc->tc", w, flat[rows[:, None] + np.arange(-h, h + 1)])
+    return out.reshape(points.shape)
+
+
+def savgol_weights(half_window: int) -> np.ndarray:
+    """Weights (2h+1,) of the order-2 least-squares fit's value at the centre (h = 0: the raw value)."""
+    k = np.arange(-half_window, half_window + 1, dtype=np.float64)
+    if half_window == 0:
+        return np.ones(1)
+    vander = np.stack([np.ones_like(k), k, k * k], axis=1)
+    return np.linalg.pinv(vander)[0]
+
+
+def noise_sigma(track: np.ndarray) -> float:
+    """Robust per-axis noise level (px) of a (T, D) track: median absolute second difference, scaled so
+    white noise of std s gives s (its second difference has std s*sqrt(6); MAD -> std: x1.4826)."""
+    track = np.asarray(track, np.float64)
+    if len(track) < 3:
+        return 0.0
+    d2 = track[2:] - 2 * track[1:-1] + track[:-2]
+    return float(np.median(np.abs(d2)) * 1.4826 / np.sqrt(6.0))
+
+
+def follow_motion(points: np.ndarray, half_window: int, threshold: float) -> np.ndarray:
+    """Moving average of the landmarks, plus the part of the head's motion that the average misses.
+
+    The face's shape (the landmarks relative to their centroid) keeps today's +-half_window moving average.
+    The centroid's moving average lags wherever the head accelerates (turns, starts, stops); the gap to an
+    order-2 Savitzky-Golay fit of the same window estimates that lag, `d`. On a still head `d` is noise, so it
+    is added back only with the gain |d|^2 / (|d|^2 + tau^2), tau = `threshold` x the noise `d` would have
+    from the track's own landmark noise: near 0 on still heads (the moving average's jitter), near 1 where
+    the head moves (the quadratic fit's tracking). points: (T, N, 2) frame px.
+    """
+    points = np.asarray(points, np.float64)
+    out = moving_average(points, half_window)
+    n = len(points)
+    if half_window <= 0 or n < 3:
+        return out
+    centroid = points.mean(axis=1)  # (T, 2)
+    d = local_quadratic(centroid, half_window) - moving_average(centroid, half_window)
+    lag_weights = savgol_weights(half_window) - 1.0 / (2 * half_window + 1)  # d's weights in the interior
+    tau = threshold * noise_sigma(centroid) * float(np.linalg.norm(lag_weights))
+    d2 = (d ** 2).sum(-1)
+    gain = np.divide(d2, d2 + tau ** 2, out=np.zeros_like(d2), where=d2 > 0)
+    return out + (gain[:, None] * d)[:, None, :]
+
+
+SMOOTHING = ("follow", "moving_average")
+
+
+def smooth_landmarks(points: np.ndarray, method: str, half_window: int, threshold: float) -> np.ndarray:
+    """The align stage's landmark smoothing (params align.smoothing, smooth_window, follow_threshold)."""
+    if method == "moving_average":
+        return moving_average(points, half_window)
+    if method == "follow":
+        return follow_motion(points, half_window, threshold)
+    raise ValueError(f"align.smoothing {method!r} is not one of {', '.join(SMOOTHING)}")

@@ -107,12 +107,12 @@ def landmarks_of(frames: np.ndarray, batch: int = 32) -> Landmarks:
     return Landmarks(interpolate(aligned, valid), reference)
 
 
-def crop_transforms(raw: np.ndarray, method: str, half_window: int = 6, threshold: float = 3.0) -> np.ndarray:
+def crop_transforms(raw: np.ndarray, method: str, half_window: int = 6, speed: float = 1.5) -> np.ndarray:
     """The align stage's frame -> crop transforms (T, 2, 3) under one smoothing method."""
     if method == "savgol2":  # the plain order-2 Savitzky-Golay filter, for comparison
         smooth = local_quadratic(raw, half_window)
     else:
-        smooth = smooth_landmarks(raw, method, half_window, threshold)
+        smooth = smooth_landmarks(raw, method, half_window, speed)
     to_can = np.stack([geometry.to_canonical(p) for p in smooth])
     return mouth.crop_transforms(to_can, smooth)[0]
 
@@ -145,7 +145,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=9, help="first n of the 6 GRID + 3 CREMA-D clips")
     ap.add_argument("--frames", type=int, default=75, help="frames per clip (from the start)")
     ap.add_argument("--window", type=int, default=6, help="align.smooth_window")
-    ap.add_argument("--threshold", type=float, default=3.0, help="align.follow_threshold")
+    ap.add_argument("--speed", type=float, default=1.5, help="align.follow_speed")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     clips = (sorted((TESTDATA / "grid").glob("*.mpg")) + sorted((TESTDATA / "cremad").glob("*.flv")))[:args.clips]
@@ -159,11 +159,11 @@ def main() -> None:
         for kind, clip_frames, known in (("still", frames, None), ("moving", pan_frames(frames, path), path)):
             lms = landmarks_of(clip_frames)
             for m in methods:
-                tf = crop_transforms(lms.aligned, m, args.window, args.threshold)
+                tf = crop_transforms(lms.aligned, m, args.window, args.speed)
                 results[m, kind][0].append(mouth_offsets(tf, lms.reference))
                 results[m, kind][1].append(centre_steps(tf, known))
         print(f"[{i + 1}/{len(clips)}] {clip.name}: {len(frames)} frames", flush=True)
-    print(f"\nmouth offset and jitter, 96x96 crop px (window +-{args.window}, follow_threshold {args.threshold})")
+    print(f"\nmouth offset and jitter, 96x96 crop px (window +-{args.window}, follow_speed {args.speed})")
     print(f"{'method':<16}{'clips':<8}{'median':>8}{'p95':>8}{'worst':>8}{'jitter':>8}")
     for (m, kind), (off, st) in results.items():
         s = summary(off, st)

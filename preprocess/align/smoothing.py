@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from preprocess.align.geometry import ALIGN_POINTS, TEMPLATE
+
+# The head's position for `follow_motion`: the nose tip and eye corners (the points the canonical transform is
+# fitted to), which speech does not move; the centroid of all 68 points moves with the jaw.
+ANCHOR = ALIGN_POINTS
+
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) of each run of True in a 1-D boolean array."""
@@ -96,47 +102,48 @@ def savgol_weights(half_window: int) -> np.ndarray:
     return np.linalg.pinv(vander)[0]
 
 
-def noise_sigma(track: np.ndarray) -> float:
-    """Robust per-axis noise level (px) of a (T, D) track: median absolute second difference, scaled so
-    white noise of std s gives s (its second difference has std s*sqrt(6); MAD -> std: x1.4826)."""
-    track = np.asarray(track, np.float64)
-    if len(track) < 3:
-        return 0.0
-    d2 = track[2:] - 2 * track[1:-1] + track[:-2]
-    return float(np.median(np.abs(d2)) * 1.4826 / np.sqrt(6.0))
-
-
-def follow_motion(points: np.ndarray, half_window: int, threshold: float) -> np.ndarray:
+def follow_motion(points: np.ndarray, half_window: int, speed: float) -> np.ndarray:
     """Moving average of the landmarks, plus the part of the head's motion that the average misses.
 
-    The face's shape (the landmarks relative to their centroid) keeps today's +-half_window moving average.
-    The centroid's moving average lags wherever the head accelerates (turns, starts, stops); the gap to an
-    order-2 Savitzky-Golay fit of the same window estimates that lag, `d`. On a still head `d` is noise, so it
-    is added back only with the gain |d|^2 / (|d|^2 + tau^2), tau = `threshold` x the noise `d` would have
-    from the track's own landmark noise: near 0 on still heads (the moving average's jitter), near 1 where
-    the head moves (the quadratic fit's tracking). points: (T, N, 2) frame px.
+    The face's shape keeps today's +-half_window moving average. The head's position (the centroid of the
+    ANCHOR points) is where a moving average lags: wherever the head accelerates (turns, starts, stops). The gap
+    from its moving average to an order-2 Savitzky-Golay fit of the same window estimates that lag, `d`, and
+    is added to every landmark with a gain g = s^4 / (s^4 + speed^4), s the fastest the head moves within the
+    window (canonical-face px, i.e. crop px, per frame). On a still head, whose landmarks shake with speech and
+    detector noise, g is near 0 (the moving average's jitter); on a moving one near 1 (the quadratic fit's
+    tracking). points: (T, N, 2) frame px, N = 68 (iBUG numbering).
     """
     points = np.asarray(points, np.float64)
     out = moving_average(points, half_window)
     n = len(points)
     if half_window <= 0 or n < 3:
         return out
-    centroid = points.mean(axis=1)  # (T, 2)
-    d = local_quadratic(centroid, half_window) - moving_average(centroid, half_window)
-    lag_weights = savgol_weights(half_window) - 1.0 / (2 * half_window + 1)  # d's weights in the interior
-    tau = threshold * noise_sigma(centroid) * float(np.linalg.norm(lag_weights))
-    d2 = (d ** 2).sum(-1)
-    gain = np.divide(d2, d2 + tau ** 2, out=np.zeros_like(d2), where=d2 > 0)
+    anchor = points[:, list(ANCHOR)]
+    centre = anchor.mean(axis=1)  # (T, 2)
+    average = moving_average(centre, half_window)
+    d = local_quadratic(centre, half_window) - average
+    spread = np.sqrt(((anchor - centre[:, None]) ** 2).sum(-1).mean(-1))  # (T,) frame px
+    template = TEMPLATE - TEMPLATE.mean(0)
+    to_crop_px = np.sqrt((template ** 2).sum(-1).mean()) / max(float(np.median(spread)), 1e-6)
+    velocity = np.linalg.norm(np.gradient(average, axis=0), axis=-1) * to_crop_px
+    s = window_max(velocity, half_window)
+    gain = s ** 4 / (s ** 4 + speed ** 4) if speed > 0 else np.ones(n)
     return out + (gain[:, None] * d)[:, None, :]
+
+
+def window_max(x: np.ndarray, half_window: int) -> np.ndarray:
+    """Max of a 1-D array over +-half_window (clipped at the ends)."""
+    padded = np.pad(np.asarray(x, np.float64), half_window, mode="edge")
+    return np.lib.stride_tricks.sliding_window_view(padded, 2 * half_window + 1).max(-1)
 
 
 SMOOTHING = ("follow", "moving_average")
 
 
-def smooth_landmarks(points: np.ndarray, method: str, half_window: int, threshold: float) -> np.ndarray:
-    """The align stage's landmark smoothing (params align.smoothing, smooth_window, follow_threshold)."""
+def smooth_landmarks(points: np.ndarray, method: str, half_window: int, speed: float) -> np.ndarray:
+    """The align stage's landmark smoothing (params align.smoothing, smooth_window, follow_speed)."""
     if method == "moving_average":
         return moving_average(points, half_window)
     if method == "follow":
-        return follow_motion(points, half_window, threshold)
+        return follow_motion(points, half_window, speed)
     raise ValueError(f"align.smoothing {method!r} is not one of {', '.join(SMOOTHING)}")

@@ -237,7 +237,7 @@ def _align_pieces(boxes: pd.DataFrame, tracks: pd.DataFrame, params: AlignParams
             sel = idx[s:e]
             ok = seg_valid[s:e]
             raw = interpolate(landmarks[sel], ok)
-            smooth = smooth_landmarks(raw, params.smoothing, params.smooth_window, params.follow_threshold)
+            smooth = smooth_landmarks(raw, params.smoothing, params.smooth_window, params.follow_speed)
             to_can = np.stack([geometry.to_canonical(p) for p in smooth])
             crop_tf, centres = mouth.crop_transforms(to_can, smooth)
             lm_crop = geometry.apply(crop_tf, raw).astype(np.float32)

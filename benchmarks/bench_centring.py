@@ -2,7 +2,8 @@
 
 Still clips: the shared GRID and CREMA-D clips as decoded (CREMA-D at its own 29.97 fps: the figures are per
 frame). Moving clips: the same frames panned on a larger canvas along a known path (a smoothed triangle wave:
-up to 3.5 px/frame across, 2 px/frame down, direction changes turned in 8 frames), as a head moving about.
+up to 3.5 px/frame across, 2 px/frame down, direction changes turned in 8 frames), as a head moving about;
+optionally also zooming (--zoom) and rolling (--roll) slowly about the frame centre.
 
 Each clip goes through the align stage's own steps: faces found by dlib's HOG detector on every frame, the
 dlib landmarker (refined boxes, as align.backend dlib), `plausible` / `interpolate`, the smoothing under test,
@@ -10,7 +11,8 @@ dlib landmarker (refined boxes, as align.backend dlib), `plausible` / `interpola
   offset  distance from the crop centre to the mouth centre (mean of points 48-67) given by landmarks found
           independently on the full frame: dlib again, on the detector's own box without refinement, unsmoothed,
           mapped through the same crop transform;
-  jitter  frame-to-frame movement of the crop centre (in the frame, minus the known pan; scaled to crop px):
+  jitter  frame-to-frame movement of the crop centre, taken back through the known motion into the original
+          frame and scaled to crop px:
           the RMS over frames of its first difference. A still clip's own small head motion counts too.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_centring.py [--clips 9] [--frames 75]
@@ -54,15 +56,35 @@ def pan_path(n: int, speed=SPEED, leg=LEG, turn: int = TURN) -> np.ndarray:
     return path - path.min(0)
 
 
-def pan_frames(frames: np.ndarray, path: np.ndarray) -> np.ndarray:
-    """Each frame placed on a canvas larger by the path's extent, shifted by its offset (sub-pixel, bilinear)."""
+def pan_motion(path: np.ndarray, size: tuple[int, int], zoom: float = 0.0, turn_deg: float = 0.0) -> np.ndarray:
+    """(T, 2, 3) known frame -> canvas transforms: the pan `path`, optionally with a slow zoom (scale 1 +- zoom)
+    and head roll (+- turn_deg) about the frame centre, shifted so that everything lands on the canvas."""
+    w, h = size
+    t = np.arange(len(path))
+    scale = 1.0 + zoom * np.sin(2 * np.pi * t / 50)
+    angle = np.deg2rad(turn_deg) * np.sin(2 * np.pi * t / 40)
+    pad = np.ceil(zoom * max(w, h) / 2 + np.sin(np.deg2rad(turn_deg)) * max(w, h) / 2)
+    out = np.zeros((len(path), 2, 3))
+    for i in range(len(path)):
+        rot = cv2.getRotationMatrix2D((w / 2, h / 2), np.rad2deg(angle[i]), scale[i])
+        out[i] = rot
+        out[i, :, 2] += path[i] + pad
+    return out
+
+
+def pan_frames(frames: np.ndarray, motion: np.ndarray) -> np.ndarray:
+    """Each frame warped onto a canvas holding the whole motion (sub-pixel, bilinear; edges replicated).
+
+    motion: (T, 2, 3) frame -> canvas transforms, or a (T, 2) pan path (pure translations)."""
     h, w = frames.shape[1:3]
-    ext = np.ceil(path.max(0)).astype(int) + 1
-    out = np.empty((len(frames), h + ext[1], w + ext[0]), np.uint8)
-    for i, (frame, (dx, dy)) in enumerate(zip(frames, path)):
-        m = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
-        out[i] = cv2.warpAffine(frame, m, (out.shape[2], out.shape[1]), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
+    if motion.ndim == 2:
+        motion = pan_motion(motion, (w, h))
+    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float64)
+    reach = np.concatenate([geometry.apply(m, corners) for m in motion]).max(0)
+    cw, ch = (int(v) for v in np.ceil(reach) + 1)
+    out = np.empty((len(frames), ch, cw), np.uint8)
+    for i, (frame, m) in enumerate(zip(frames, motion)):
+        out[i] = cv2.warpAffine(frame, m, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out
 
 
@@ -123,11 +145,14 @@ def mouth_offsets(crop_tf: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.linalg.norm(centre - mouth.HALF, axis=-1)
 
 
-def centre_steps(crop_tf: np.ndarray, path: np.ndarray | None) -> np.ndarray:
-    """(T-1,) frame-to-frame movement (crop px) of the crop centre in the frame, minus the known pan."""
+def centre_steps(crop_tf: np.ndarray, motion: np.ndarray | None) -> np.ndarray:
+    """(T-1,) frame-to-frame movement (crop px) of the crop centre, taken back through the known motion
+    (a (T, 2) pan path or (T, 2, 3) frame -> canvas transforms) into the original frame."""
+    if motion is not None and motion.ndim == 2:
+        motion = np.stack([np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]]) for dx, dy in motion])
+    if motion is not None:
+        crop_tf = np.stack([geometry.compose(c, m) for c, m in zip(crop_tf, motion)])  # original frame -> crop
     centres = np.stack([geometry.apply(geometry.invert(m), np.array([mouth.HALF, mouth.HALF])) for m in crop_tf])
-    if path is not None:
-        centres = centres - path
     scale = np.sqrt(np.abs(np.linalg.det(crop_tf[:, :, :2])))  # crop px per frame px
     return np.linalg.norm(np.diff(centres, axis=0), axis=-1) * scale[1:]
 
@@ -146,6 +171,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=75, help="frames per clip (from the start)")
     ap.add_argument("--window", type=int, default=6, help="align.smooth_window")
     ap.add_argument("--speed", type=float, default=1.5, help="align.follow_speed")
+    ap.add_argument("--zoom", type=float, default=0.0, help="moving clips also zoom by 1 +- this (e.g. 0.1)")
+    ap.add_argument("--roll", type=float, default=0.0, help="moving clips also roll by +- this many degrees")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     clips = (sorted((TESTDATA / "grid").glob("*.mpg")) + sorted((TESTDATA / "cremad").glob("*.flv")))[:args.clips]
@@ -155,15 +182,16 @@ def main() -> None:
     results = {(m, k): ([], []) for m in methods for k in ("still", "moving")}
     for i, clip in enumerate(clips):
         frames = read_frames(clip, gray=True)[:args.frames]
-        path = pan_path(len(frames))
-        for kind, clip_frames, known in (("still", frames, None), ("moving", pan_frames(frames, path), path)):
+        motion = pan_motion(pan_path(len(frames)), frames.shape[2:0:-1], args.zoom, args.roll)
+        for kind, clip_frames, known in (("still", frames, None), ("moving", pan_frames(frames, motion), motion)):
             lms = landmarks_of(clip_frames)
             for m in methods:
                 tf = crop_transforms(lms.aligned, m, args.window, args.speed)
                 results[m, kind][0].append(mouth_offsets(tf, lms.reference))
                 results[m, kind][1].append(centre_steps(tf, known))
         print(f"[{i + 1}/{len(clips)}] {clip.name}: {len(frames)} frames", flush=True)
-    print(f"\nmouth offset and jitter, 96x96 crop px (window +-{args.window}, follow_speed {args.speed})")
+    print(f"\nmouth offset and jitter, 96x96 crop px (window +-{args.window}, follow_speed {args.speed}; moving: "
+          f"pan {SPEED} px/frame, zoom +-{args.zoom}, roll +-{args.roll} deg)")
     print(f"{'method':<16}{'clips':<8}{'median':>8}{'p95':>8}{'worst':>8}{'jitter':>8}")
     for (m, kind), (off, st) in results.items():
         s = summary(off, st)

@@ -46,8 +46,9 @@ def test_short_pieces_and_ends():
 
 
 def test_a_ramp_is_followed_from_rest_and_through_a_turn():
-    # At rest for 30 frames, then 3 px/frame, a turn back at 60 (over 8 frames, as pan_path's): the moving
-    # average lags 5+ px at the start and the turn; the follow filter stays within 1.5 px (the quadratic fit misses a little of each sharp bend).
+    # At rest for 30 frames, then 3 px/frame, turning back at frame 64 (speed changes spread over 8 frames, as
+    # pan_path's): the moving average lags over 4 px (6.3) at the start and the turn; the follow filter stays
+    # within 1.5 px (1.0: the quadratic fit misses a little of each sharp bend).
     t = np.arange(100)
     velocity = np.where(t < 30, 0.0, np.where(t < 64, 3.0, -3.0))
     window = np.hanning(10)[1:-1]

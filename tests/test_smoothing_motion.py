@@ -95,13 +95,18 @@ def test_a_panned_real_clip_keeps_the_mouth_centred(testdata):
     still, moving = landmarks_of(frames), landmarks_of(pan_frames(frames, path))
     assert np.isfinite(moving.reference).all() and np.isfinite(still.reference).all()  # a face on every frame
 
-    worst = {m: mouth_offsets(crop_transforms(moving.aligned, m), moving.reference).max()
+    p = AlignParams()  # the shipped window and follow_speed
+
+    def transforms(lms, method):
+        return crop_transforms(lms.aligned, method, p.smooth_window, p.follow_speed)
+
+    worst = {m: mouth_offsets(transforms(moving, m), moving.reference).max()
              for m in ("moving_average", "follow")}
     assert worst["moving_average"] > 6.0, worst  # the clip does exercise the lag
     assert worst["follow"] < 4.0, worst
 
     def jitter(lms, known, method):
-        return np.sqrt(np.mean(centre_steps(crop_transforms(lms.aligned, method), known) ** 2))
+        return np.sqrt(np.mean(centre_steps(transforms(lms, method), known) ** 2))
 
     still_jitter = {m: jitter(still, None, m) for m in ("moving_average", "follow")}
     assert still_jitter["follow"] <= still_jitter["moving_average"] * 1.05 + 0.01, still_jitter

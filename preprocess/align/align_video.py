@@ -35,7 +35,7 @@ from preprocess.align import geometry, mouth
 from preprocess.contract import SAMPLES_PER_FRAME
 from preprocess.align.align_params import AlignParams
 from preprocess.align.npz import Chunked, save_npz
-from preprocess.align.smoothing import interpolate, moving_average, split_pieces
+from preprocess.align.smoothing import interpolate, smooth_landmarks, split_pieces
 from preprocess.framestore import FrameStore, frame_store
 from preprocess.media import Pcm16, iter_frame_batches
 
@@ -237,7 +237,7 @@ def _align_pieces(boxes: pd.DataFrame, tracks: pd.DataFrame, params: AlignParams
             sel = idx[s:e]
             ok = seg_valid[s:e]
             raw = interpolate(landmarks[sel], ok)
-            smooth = moving_average(raw, params.smooth_window)
+            smooth = smooth_landmarks(raw, params.smoothing, params.smooth_window, params.follow_speed)
             to_can = np.stack([geometry.to_canonical(p) for p in smooth])
             crop_tf, centres = mouth.crop_transforms(to_can, smooth)
             lm_crop = geometry.apply(crop_tf, raw).astype(np.float32)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from preprocess.align import geometry, mouth  # noqa: E402
 from preprocess.align.landmarks_dlib import DlibLandmarker  # noqa: E402
 from preprocess.align.smoothing import interpolate, local_quadratic, smooth_landmarks  # noqa: E402
-from preprocess.align.video import plausible  # noqa: E402
+from preprocess.align.align_video import plausible  # noqa: E402
 from preprocess.media import read_frames  # noqa: E402
 
 TESTDATA = ROOT.parent / "shared" / "testdata"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocess.align.config import AlignParams
+from preprocess.align.align_params import AlignParams
 from preprocess.align.geometry import ALIGN_POINTS, TEMPLATE
 from preprocess.align.smoothing import follow_motion, local_quadratic, moving_average, smooth_landmarks
 

@@ -135,7 +135,7 @@ def test_shard_npy_fast_path_matches_np_load():
     import io
 
     from preprocess.shardformat import npy_bytes
-    from train.data import _load_npy
+    from preprocess.shardformat import load_npy as _load_npy
 
     rng = np.random.default_rng(2)
     arrays = [rng.integers(0, 255, (5, 96, 96), np.uint8), rng.standard_normal((3, 640)).astype(np.float32),

@@ -101,7 +101,7 @@ def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn, cli
         claims = _claims_dir(stage, corpus)
         shutil.rmtree(claims, ignore_errors=True)  # left by a killed run
         try:
-            records += _run_on_dask(stage, corpus, [replace(t, run=run, root=root, code=code) for t in todo], work, client,
+            records += _run_on_dask(stage, corpus, [replace(t, run=run, root=t.root or root, code=t.code or code) for t in todo], work, client,
                                     window_per_worker)
         finally:
             shutil.rmtree(claims, ignore_errors=True)  # not an output: never in the DVC-tracked folder

@@ -28,7 +28,7 @@ def test_heatmap_peak_maps_back_to_the_frame_point():
 def test_fan_and_dlib_paths_give_identically_shaped_samples(monkeypatch, tmp_path):
     from preprocess.align import stage as align
     from preprocess.crop import stage as crop
-    from preprocess.align import video as align_video_mod
+    from preprocess.align import align_video as align_video_mod
     from preprocess.align.align_params import AlignParams
 
     root = aligned_project()

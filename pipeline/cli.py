@@ -132,15 +132,15 @@ def _corpus(args) -> int:
 def _stage(args) -> int:
     import importlib
 
-    from pipeline.cluster import ClusterError, dask_client
+    from pipeline.cluster import ClusterError, StageCluster
 
     stage = importlib.import_module(f"pipeline.stages.{args.stage}")
     if not getattr(stage, "USES_CLUSTER", True):  # e.g. crop: packing only, nothing to spread out
         stage.run(args.corpus)
         return 0
     try:
-        with dask_client(args.scheduler, args.workers) as client:
-            stage.run(args.corpus, client)
+        with StageCluster(args.scheduler, args.workers) as cluster:  # started only for enough work
+            stage.run(args.corpus, cluster)
     except ClusterError as exc:  # unreachable, no workers, other code: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

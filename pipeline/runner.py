@@ -19,10 +19,9 @@ import traceback
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
-from distributed import Client, as_completed
 from tqdm import tqdm
 
 from pipeline import paths
@@ -31,6 +30,11 @@ from pipeline.cluster import ClusterError
 from pipeline.codeversion import code_version
 from pipeline.params import stable_hash
 from pipeline.status import FAILED, OK, StageFailure, StatusRecord, read_record, records_to_table, write_record
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from pipeline.cluster import StageCluster
 
 
 @dataclass
@@ -89,9 +93,13 @@ def _run_work(work: WorkFn, task: VideoTask) -> StatusRecord:
     return record
 
 
-def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn, client: Client,
-              settled: list[StatusRecord] = (), window_per_worker: int = 4) -> list[StatusRecord]:
+def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn,
+              client: Client | StageCluster | None, settled: list[StatusRecord] = (),
+              window_per_worker: int = 4) -> list[StatusRecord]:
     """Process `tasks` not already finished; `settled` are rows decided without work (e.g. missing sources).
+
+    `client`: a dask client; a StageCluster, which picks this process or its cluster by the work left;
+    or None, this process.
 
     Returns the records of every video, and writes the stage's status table.
     """
@@ -112,10 +120,14 @@ def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn, cli
     if todo:
         run = run_id(todo)
         claims = _claims_dir(stage, corpus)
-        shutil.rmtree(claims, ignore_errors=True)  # left by a killed run
+        crashed_before = claims.exists()  # left by a run killed mid-video: give this one the crash guard
+        shutil.rmtree(claims, ignore_errors=True)
+        if hasattr(client, "client_for"):
+            client = client.client_for(len(todo), crashed_before)
+        todo = [replace(t, run=run) for t in todo]
         try:
-            records += _run_on_dask(stage, corpus, [replace(t, run=run) for t in todo], work, client,
-                                    window_per_worker)
+            records += _run_in_process(stage, corpus, todo, work) if client is None else \
+                _run_on_dask(stage, corpus, todo, work, client, window_per_worker)
         finally:
             shutil.rmtree(claims, ignore_errors=True)  # not an output: never in the DVC-tracked folder
     _prune_stale_records(stage, corpus, {t.video_id for t in tasks} | {r.video_id for r in settled})
@@ -163,6 +175,20 @@ def _claim_start(task: VideoTask) -> Path | None:
     return None
 
 
+def _run_in_process(stage, corpus, todo, work) -> list[StatusRecord]:
+    """The same per-video path as a worker's (claims, records), one video after another in this process:
+    no worker start or model load per process. A video that kills the process leaves its claim, so the
+    next run of the stage takes the cluster and its crash guard."""
+    print(f"{stage}@{corpus}: {len(todo)} videos in this process (fewer than cluster.inprocess_below)",
+          file=sys.stderr)
+    results = []
+    with tqdm(total=len(todo), desc=f"{stage}@{corpus}", unit="video", file=sys.stderr) as bar:
+        for task in todo:
+            results.append(execute(work, task))
+            bar.update(1)
+    return results
+
+
 def _run_on_dask(stage, corpus, todo, work, client, window_per_worker) -> list[StatusRecord]:
     # A bounded window of futures in flight keeps the scheduler small for corpora of millions of videos.
     workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
@@ -189,6 +215,8 @@ def _run_on_dask(stage, corpus, todo, work, client, window_per_worker) -> list[S
 
 def _stream(client: Client, work: WorkFn, tasks: list[VideoTask], window: int, attempt: int):
     """Yield (task, record or the exception that lost its worker) as tasks finish, `window` at a time."""
+    from distributed import as_completed
+
     pending = iter(tasks)
     by_key = {}
 

@@ -22,18 +22,11 @@ from dataclasses import dataclass, field, fields
 
 from typing import TYPE_CHECKING
 
-import dask
-
 from pipeline.codeversion import code_version, version_probe
 from pipeline.params import load_params
 
 if TYPE_CHECKING:  # distributed is imported where a cluster starts: a stage run in process never needs it
     from distributed import Client
-
-# A video that kills its worker (a decoder crash) would otherwise be rescheduled onto 3 more workers and
-# kill them too. This reaches only the embedded scheduler; on any other the runner's own guard (at most
-# two starts per video and run, pipeline/runner.py) holds whatever the scheduler's settings.
-dask.config.set({"distributed.scheduler.allowed-failures": 0})
 
 KINDS = ("local", "slurm")
 
@@ -145,8 +138,13 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, settin
         with slurm_cluster(settings.slurm) as cluster, connect(cluster, settings) as client:
             yield client
     else:
+        import dask
         from distributed import LocalCluster
 
+        # A video that kills its worker (a decoder crash) would otherwise be rescheduled onto 3 more workers
+        # and kill them too. This reaches only the embedded scheduler; on any other the runner's own guard
+        # (at most two starts per video and run, pipeline/runner.py) holds whatever the scheduler's settings.
+        dask.config.set({"distributed.scheduler.allowed-failures": 0})
         with LocalCluster(
             n_workers=workers or default_workers(),
             threads_per_worker=1,  # media libraries bring their own threads; one task per process

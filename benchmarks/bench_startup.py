@@ -8,8 +8,9 @@ checkout; e.g. a `git archive` of an older commit, to compare) and one real 3 s 
 Per mode (`cluster`: cluster.inprocess_below 0, every stage starts its LocalCluster; `inprocess`: the
 shipped setting) it prints:
 
-1. `dvc repro crop@clip` from scratch: its wall time, each stage command's wall time (a `python` shim on
-   PATH logs them) and DVC's own share (the rest).
+1. `dvc repro crop@clip` from scratch, --repeat times: its wall time, each stage command's wall time (a
+   `python` shim on PATH logs them) and DVC's own share (the rest); then the same four commands without DVC;
+   the minimum and median of the runs (on a shared machine the minimum is the least disturbed).
 2. The stages again, from scratch, each one `python -m pipeline stage` run through a probe that times its
    phases from inside: interpreter start and exit, imports, params and manifest (stage start to work
    dispatch), cluster start and shutdown, model loads (in process only: on a cluster they happen inside the
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +39,9 @@ TESTDATA = REPO.parent / "shared" / "testdata"
 STAGES = ("resample", "track", "align", "crop")
 CORPUS = "clip"
 CODE = ("pipeline", "preprocess", "models", "train")
-MODES = {"cluster": 0, "inprocess": None}  # cluster.inprocess_below (None: the shipped params.yaml value)
+# cluster.inprocess_below per mode; None: the params.yaml of --code as it is (`shipped`: for code that
+# predates the setting)
+MODES = {"cluster": 0, "inprocess": None, "shipped": None}
 PHASES = ("interp", "imports", "prepare", "cl_start", "cl_stop", "models", "work", "status", "dispatch", "after")
 
 
@@ -146,11 +150,12 @@ def probe(stage: str, corpus: str) -> None:
 
 def make_project(root: Path, code: Path, clip: Path, inprocess_below: int | None) -> dict:
     for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, root / name)
+        shutil.copy(code / name if (code / name).exists() else REPO / name, root / name)
     for package in CODE:
         if (code / package).exists():
             shutil.copytree(code / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = yaml.safe_load((code / "params.yaml" if (code / "params.yaml").exists() else REPO / "params.yaml")
+                            .read_text())
     params["corpora"] = {}
     if inprocess_below is not None:
         params.setdefault("cluster", {})["inprocess_below"] = inprocess_below
@@ -200,6 +205,17 @@ def dvc_repro(root: Path, env: dict) -> tuple[float, dict]:
     return total, commands
 
 
+def plain_commands(root: Path, env: dict) -> dict:
+    """Each stage's `python -m pipeline stage` from scratch, one after another, as dvc would run them."""
+    reset(root)
+    seconds = {}
+    for stage in STAGES:
+        start = time.perf_counter()
+        run([sys.executable, "-m", "pipeline", "stage", stage, CORPUS], root, env)
+        seconds[stage] = time.perf_counter() - start
+    return seconds
+
+
 def probe_stages(root: Path, env: dict) -> dict:
     reset(root)
     rows = {}
@@ -233,8 +249,8 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, default=TESTDATA / "grid" / "bbaf2n.mpg", help="the one clip")
     parser.add_argument("--workers", type=int, default=1, help="AVLIPS_WORKERS (LocalCluster workers)")
     parser.add_argument("--code", type=Path, default=REPO, help="checkout whose pipeline/ and preprocess/ run")
-    parser.add_argument("--modes", default="cluster,inprocess", help="comma-separated: cluster, inprocess")
-    parser.add_argument("--repeat", type=int, default=1, help="dvc repro runs per mode (the breakdown: one)")
+    parser.add_argument("--modes", default="cluster,inprocess", help="comma-separated: " + ", ".join(MODES))
+    parser.add_argument("--repeat", type=int, default=3, help="dvc repro runs per mode (the breakdown: one)")
     args = parser.parse_args()
     if args.probe:
         return probe(*args.probe)
@@ -252,12 +268,21 @@ def main() -> None:
             root.mkdir()
             env = make_project(root, args.code.resolve(), args.clip.resolve(), MODES[mode])
             env["AVLIPS_WORKERS"] = str(args.workers)
+            totals, plains = [], []
             for i in range(args.repeat):
                 total, commands = dvc_repro(root, env)
                 stage_sum = sum(commands.values())
+                totals.append(total)
                 print(f"\n[{mode}] dvc repro crop@{CORPUS} (run {i + 1}): {total:.2f} s = stage commands "
                       f"{stage_sum:.2f} s (" + ", ".join(f"{s} {commands[s]:.2f}" for s in STAGES if s in commands)
                       + f") + DVC {total - stage_sum:.2f} s")
+                plain = plain_commands(root, env)
+                plains.append(sum(plain.values()))
+                print(f"[{mode}] the same commands without DVC: {sum(plain.values()):.2f} s ("
+                      + ", ".join(f"{s} {t:.2f}" for s, t in plain.items()) + ")")
+            print(f"\n[{mode}] dvc repro over {len(totals)} runs: min {min(totals):.2f} s, median "
+                  f"{statistics.median(totals):.2f} s; without DVC: min {min(plains):.2f} s, median "
+                  f"{statistics.median(plains):.2f} s")
             print_table(f"[{mode}] per-stage phases (s), each stage from scratch", probe_stages(root, env))
 
 

@@ -95,7 +95,8 @@ class StageCluster:
     """The client of one stage run, started on first need: `client_for(n)` is None when the n videos to do
     run in this process (a local cluster, n < inprocess_below, and no earlier run of this stage died
     mid-video), else a checked client, started once and kept until close. A scheduler address or SLURM
-    always gets the cluster: the user chose where the work runs."""
+    always gets the cluster, connected on entering, as before any work: the user chose where the work runs,
+    and a wrong address fails first."""
 
     def __init__(self, scheduler: str | None = None, workers: int | None = None,
                  settings: ClusterSettings | None = None):
@@ -104,9 +105,11 @@ class StageCluster:
         self.client = None
         self._stack = contextlib.ExitStack()
 
+    def local(self) -> bool:
+        return self.settings.kind == "local" and scheduler_address(self.scheduler, self.settings) is None
+
     def in_process(self, videos: int, crashed_before: bool = False) -> bool:
-        return (self.client is None and not crashed_before and self.settings.kind == "local"
-                and scheduler_address(self.scheduler, self.settings) is None
+        return (self.client is None and not crashed_before and self.local()
                 and videos < self.settings.inprocess_below)
 
     def client_for(self, videos: int, crashed_before: bool = False) -> "Client | None":
@@ -120,6 +123,8 @@ class StageCluster:
         self._stack.close()
 
     def __enter__(self) -> "StageCluster":
+        if not self.local():
+            self.client_for(0)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,4 +1,5 @@
-"""Run one stage's per-video work on dask, skipping finished videos and recording every outcome.
+"""Run one stage's per-video work on dask (or, for a few videos, in this process: cluster.inprocess_below),
+skipping finished videos and recording every outcome.
 
 A video is finished when its status record exists with the same fingerprint (inputs + params). Work
 functions raise StageFailure for expected, deterministic failures; the wrapper turns those, and any

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 from conftest import GRID_CLIPS, REPO, copy_clip, make_video
 
 from pipeline import paths
-from pipeline.cluster import ClusterSettings, SlurmSettings, StageCluster
+from pipeline.cluster import ClusterError, ClusterSettings, SlurmSettings, StageCluster
 from pipeline.manifest import video_id_for
 from pipeline.registry import add_corpus
 from pipeline.runner import KILL_HOOK
@@ -32,6 +33,12 @@ def test_who_runs_the_work():
     assert not StageCluster(settings=ClusterSettings(kind="slurm", slurm=SlurmSettings())).in_process(1)
     with StageCluster(settings=ClusterSettings()) as cluster:
         assert cluster.client_for(2) is None and cluster.client is None  # nothing started
+    with socket.socket() as s:  # a port nothing listens on: a chosen scheduler is connected first, and fails
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(ClusterError, match="cannot reach the dask scheduler"):
+        with StageCluster(nowhere, settings=ClusterSettings(connect_timeout=1)):
+            pass
 
 
 def tree_bytes(folder) -> dict:

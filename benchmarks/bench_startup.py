@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -191,28 +192,38 @@ def reset(root: Path) -> None:
     (root / ".bench" / "commands.log").unlink(missing_ok=True)
 
 
-def dvc_repro(root: Path, env: dict) -> tuple[float, dict]:
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every finished subprocess and its reaped descendants (dask workers
+    included): a figure a shared machine's load disturbs far less than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def dvc_repro(root: Path, env: dict) -> tuple[float, dict, float]:
     reset(root)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu()
     out = run(["dvc", "repro", f"crop@{CORPUS}"], root, env)
     total = time.perf_counter() - start
+    cpu = children_cpu() - cpu
     for stage in STAGES:
         assert f"{stage}@{CORPUS}: 1 ok" in out.stderr + out.stdout, out.stderr[-2000:]
     commands = {}
     for line in (root / ".bench" / "commands.log").read_text().splitlines():
         begin, end, *cmd = line.split()
         commands[cmd[3]] = float(end) - float(begin)  # -m pipeline stage NAME CORPUS
-    return total, commands
+    return total, commands, cpu
 
 
 def plain_commands(root: Path, env: dict) -> dict:
     """Each stage's `python -m pipeline stage` from scratch, one after another, as dvc would run them."""
     reset(root)
     seconds = {}
+    cpu = children_cpu()
     for stage in STAGES:
         start = time.perf_counter()
         run([sys.executable, "-m", "pipeline", "stage", stage, CORPUS], root, env)
         seconds[stage] = time.perf_counter() - start
+    seconds["cpu"] = children_cpu() - cpu
     return seconds
 
 
@@ -268,21 +279,24 @@ def main() -> None:
             root.mkdir()
             env = make_project(root, args.code.resolve(), args.clip.resolve(), MODES[mode])
             env["AVLIPS_WORKERS"] = str(args.workers)
-            totals, plains = [], []
+            totals, plains, cpus = [], [], []
             for i in range(args.repeat):
-                total, commands = dvc_repro(root, env)
+                total, commands, cpu = dvc_repro(root, env)
                 stage_sum = sum(commands.values())
                 totals.append(total)
+                cpus.append(cpu)
                 print(f"\n[{mode}] dvc repro crop@{CORPUS} (run {i + 1}): {total:.2f} s = stage commands "
                       f"{stage_sum:.2f} s (" + ", ".join(f"{s} {commands[s]:.2f}" for s in STAGES if s in commands)
-                      + f") + DVC {total - stage_sum:.2f} s")
+                      + f") + DVC {total - stage_sum:.2f} s; CPU {cpu:.2f} s")
                 plain = plain_commands(root, env)
+                plain_cpu = plain.pop("cpu")
                 plains.append(sum(plain.values()))
                 print(f"[{mode}] the same commands without DVC: {sum(plain.values()):.2f} s ("
-                      + ", ".join(f"{s} {t:.2f}" for s, t in plain.items()) + ")")
+                      + ", ".join(f"{s} {t:.2f}" for s, t in plain.items()) + f"); CPU {plain_cpu:.2f} s")
             print(f"\n[{mode}] dvc repro over {len(totals)} runs: min {min(totals):.2f} s, median "
                   f"{statistics.median(totals):.2f} s; without DVC: min {min(plains):.2f} s, median "
-                  f"{statistics.median(plains):.2f} s")
+                  f"{statistics.median(plains):.2f} s; dvc repro CPU: min {min(cpus):.2f} s, median "
+                  f"{statistics.median(cpus):.2f} s")
             print_table(f"[{mode}] per-stage phases (s), each stage from scratch", probe_stages(root, env))
 
 

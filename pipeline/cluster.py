@@ -18,12 +18,13 @@ import logging
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 
 from typing import TYPE_CHECKING
 
 from pipeline.codeversion import code_version, version_probe
 from pipeline.corpora import load_params
+from preprocess.settings import from_dict
 
 if TYPE_CHECKING:  # distributed is imported where a cluster starts: a stage run in process never needs it
     from distributed import Client
@@ -60,27 +61,20 @@ class ClusterSettings:
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
 
-def _known(cls, section: dict, where: str) -> dict:
-    unknown = set(section) - {f.name for f in fields(cls)}
-    if unknown:
-        raise ValueError(f"params.yaml {where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                         f"known: {', '.join(f.name for f in fields(cls))}")
-    return {k: v for k, v in section.items() if v is not None}  # null: the default
+def _without_nulls(section: dict) -> dict:
+    """A null in `cluster:` means "the default", not None (e.g. `scheduler:` left empty)."""
+    return {k: _without_nulls(v) if isinstance(v, dict) else v for k, v in section.items() if v is not None}
 
 
 def cluster_settings(params: dict | None = None) -> ClusterSettings:
     """The `cluster:` section of params.yaml (defaults when absent); $AVLIPS_CLUSTER overrides its kind."""
-    section = dict((load_params() if params is None else params).get("cluster") or {})
-    values = _known(ClusterSettings, section, "cluster")
-    slurm = _known(SlurmSettings, dict(values.pop("slurm", None) or {}), "cluster.slurm")
-    for key in ("job_extra_directives", "prologue"):
-        if key in slurm:
-            slurm[key] = tuple(slurm[key])
-    values["kind"] = os.environ.get("AVLIPS_CLUSTER") or values.get("kind", "local")
-    if values["kind"] not in KINDS:
-        raise ValueError(f"cluster kind {values['kind']!r} (params.yaml cluster.kind or $AVLIPS_CLUSTER) "
+    section = _without_nulls(dict((load_params() if params is None else params).get("cluster") or {}))
+    settings = from_dict(ClusterSettings, section, "cluster")
+    kind = os.environ.get("AVLIPS_CLUSTER") or settings.kind
+    if kind not in KINDS:
+        raise ValueError(f"cluster kind {kind!r} (params.yaml cluster.kind or $AVLIPS_CLUSTER) "
                          f"is not one of {', '.join(KINDS)}")
-    return ClusterSettings(**values, slurm=SlurmSettings(**slurm))
+    return replace(settings, kind=kind)
 
 
 def default_workers() -> int:

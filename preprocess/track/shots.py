@@ -18,7 +18,8 @@ class ShotParams:
 
 
 class ShotCuts:
-    """Collects the frame indices where a new shot starts. Feed RGB batches in order; read `cuts` at the end."""
+    """Collects the frame indices where a new shot starts. Feed RGB (or BGR) batches in order; read `cuts` at
+    the end."""
 
     def __init__(self, params: ShotParams = ShotParams()):
         self._detector = ContentDetector(threshold=params.threshold, min_scene_len=params.min_shot_frames)
@@ -26,9 +27,13 @@ class ShotCuts:
         self._cuts: list[int] = []
 
     def feed(self, frames_rgb: np.ndarray) -> None:
-        for frame in frames_rgb:
-            bgr = np.ascontiguousarray(frame[..., ::-1])  # PySceneDetect expects OpenCV's BGR order
-            found = self._detector.process_frame(FrameTimecode(self._next, fps=float(FPS)), bgr)
+        self.feed_bgr(frames_rgb[..., ::-1])
+
+    def feed_bgr(self, frames_bgr: np.ndarray) -> None:
+        """Frames in OpenCV's BGR order, what PySceneDetect expects."""
+        for frame in frames_bgr:
+            found = self._detector.process_frame(FrameTimecode(self._next, fps=float(FPS)),
+                                                 np.ascontiguousarray(frame))
             self._cuts += [tc.frame_num for tc in found]
             self._next += 1
 

@@ -51,6 +51,8 @@ def decode_and_detect(video: Path, detector: RetinaFaceBatch, params: TrackParam
     `gray` (disk), since the tracks that say where to look are known only at the end.
     """
     width, height = video_size(video)
+    if not width or not height:
+        raise StageFailure("the resampled video has no frame size in its header (unreadable video stream)")
     size = detection_size(width, height, params.detect_short_side)
     scale_xy = (size[0] / width, size[1] / height)
     wants_rgb = getattr(detector, "wants_rgb", True)

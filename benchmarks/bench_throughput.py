@@ -15,20 +15,22 @@ than wall time; wall seconds are printed beside it. `--steps` adds the per-frame
 the steps (decoding at full / detection size, RGB / gray, the detector, shot detection, x264 presets, the
 landmarks). Nothing is asserted.
 
-Figures (2-core machine shared with three other engineers' jobs: CPU times vary by about 15% from run to
-run, wall times far more). Before = commit 2e69d9c, after = this branch; the two alternated, two rounds each
-of `--repeats 2`; ms of CPU per frame, the two rounds' values:
+Figures (2-core machine shared with three other engineers' jobs, load average 6-7: CPU times vary by 15-25%
+from run to run, wall times far more; align's code did not change, so its spread shows the noise). Before =
+commit 2e69d9c, after = this branch; the two alternated, two rounds each of `--repeats 2`; ms of CPU per
+frame, the two rounds' values:
 
     set      resample      track         align         crop   END TO END frames/s per core
-    360p     0.88 / 0.97   3.20 / 3.21   4.77 / 4.43   0.03   112.6 / 115.7   before
-             1.02 / 0.92   2.33 / 2.13   4.85 / 4.58   0.03   121.6 / 130.5   after
-    720p     0.70 / 0.79   8.69 / 9.37   7.73 / 8.57   0.03    58.3 /  53.3   before
-             0.70 / 0.69   4.24 / 4.08   7.65 / 6.97   0.03    79.2 /  85.0   after
-    720p30   7.75 / 7.64   7.86 / 7.93   6.93 / 6.76   0.03    44.3 /  44.7   before
-             7.45 / 7.36   3.49 / 3.36   6.90 / 6.69   0.03    56.0 /  57.3   after
+    360p     1.02 / 0.90   3.31 / 3.06   4.84 / 4.05   0.03   108.6 / 124.5   before
+             0.93 / 1.10   1.86 / 2.04   3.63 / 4.60   0.03   155.2 / 128.5   after
+    720p     0.73 / 0.67   8.46 / 7.35   7.72 / 6.48   0.03    59.0 /  68.8   before
+             0.68 / 0.74   3.69 / 4.13   5.98 / 7.00   0.03    96.4 /  84.0   after
+    720p30   7.20 / 6.64   7.87 / 6.86   6.26 / 5.44   0.03    46.8 /  52.7   before
+             6.45 / 6.31   2.87 / 2.65   5.11 / 5.18   0.03    69.2 /  70.6   after
 
 Track got cheaper (decoder-side scaling straight to detection size in YUV, the luma as the gray frame, dlib's
-HOG on one channel); align and resample did not change here. What is left (`--steps`, per frame of CPU):
+HOG on one channel, shot cuts at half that size): 1.6x at 360p, 2-2.6x at 720p; align and resample did not
+change here. What is left (`--steps`, per frame of CPU):
 dlib's 68 landmarks 3.3-4.0 ms (about 250-300 frames/s: align's floor), dlib HOG 1.1-1.3 ms (a 240x192 frame
 every 3rd, 3.5 ms each), H.264 decode of a 720p stream 1.2-1.8 ms (once in track, once in align), x264
 ultrafast re-encode of 720p 6.9 ms (superfast 10.4, veryfast 14.7), shot detection 0.5 ms.

@@ -33,7 +33,8 @@ HOG on one channel, shot cuts at half that size): 1.6x at 360p, 2-2.6x at 720p; 
 change here. What is left (`--steps`, per frame of CPU):
 dlib's 68 landmarks 3.3-4.0 ms (about 250-300 frames/s: align's floor), dlib HOG 1.1-1.3 ms (a 240x192 frame
 every 3rd, 3.5 ms each), H.264 decode of a 720p stream 1.2-1.8 ms (once in track, once in align), x264
-ultrafast re-encode of 720p 6.9 ms (superfast 10.4, veryfast 14.7), shot detection 0.5 ms.
+ultrafast re-encode of 720p 6.9 ms (superfast 10.4, veryfast 14.7), shot detection 0.5 ms at detection size
+(0.16 at half of it, what track now feeds it).
 Decodes per video: resample 1 of the source when it re-encodes (ffmpeg), none when it copies (demux only);
 track 1, at detection size; align 1, full size gray; crop 0.
 """

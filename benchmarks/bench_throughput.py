@@ -240,7 +240,7 @@ def step_costs(name: str, clips: list[Path], made: list, models, work: Path) -> 
               lambda: detector(np.stack(smalls[::stride])))
     grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in smalls]
     per_frame(f"dlib HOG on gray, 1 in {stride}", n, lambda: detector(np.stack(grays[::stride])))
-    del full, smalls, grays
+    full = smalls = grays = None  # noqa: F841  (frees the frames before the next measurement)
     # landmarks alone: full-size gray frames and the tracked boxes, as align gives them
     per_video = []
     for v, _, b in made:
@@ -256,7 +256,7 @@ def step_costs(name: str, clips: list[Path], made: list, models, work: Path) -> 
                 landmarker.predict(frames_[i:i + batch], boxes_[i:i + batch])
     per_frame(f"dlib landmarks (refine={aparams.dlib_refine}), per tracked frame",
               sum(len(f) for f, _ in per_video), landmarks)
-    del per_video
+    per_video = None  # noqa: F841
     # resample: copy vs re-encode presets, on this set's sources
     out = work / "presets"
     out.mkdir(exist_ok=True)

@@ -34,6 +34,39 @@ def iter_frame_batches(video: Path, batch: int = 64, gray: bool = False,
             yield np.stack(buffer)
 
 
+def video_size(video: Path) -> tuple[int, int]:
+    """(width, height) of the first video stream, from its header: no decode."""
+    with av.open(str(video)) as container:
+        ctx = container.streams.video[0].codec_context
+        return ctx.width, ctx.height
+
+
+def iter_i420_batches(video: Path, size: tuple[int, int], batch: int = 64) -> Iterator[np.ndarray]:
+    """Yield uint8 (B, h * 3 // 2, w) planar YUV 4:2:0 (I420) frames scaled to `size` = (w, h), both even.
+
+    For steps that need small frames (detection, shot cuts, motion): the decoder's own scaler shrinks
+    each frame in its native YUV, so no full-size RGB frame is ever made (at 720p that conversion and
+    the resize after it cost more than the decode). Rows [:h] are the luma: a gray frame for free;
+    cv2.cvtColor(..., COLOR_YUV2RGB_I420 / COLOR_YUV2BGR_I420) gives colour where it is needed.
+    AREA interpolation: every source pixel counts, as with OpenCV's INTER_AREA.
+    """
+    width, height = size
+    if width % 2 or height % 2 or width < 2 or height < 2:
+        raise ValueError(f"I420 frames need an even size of at least 2x2, not {width}x{height}")
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        buffer: list[np.ndarray] = []
+        for frame in container.decode(stream):
+            small = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
+            buffer.append(small.to_ndarray())
+            if len(buffer) == batch:
+                yield np.stack(buffer)
+                buffer = []
+        if buffer:
+            yield np.stack(buffer)
+
+
 def read_frames(video: Path, gray: bool = False) -> np.ndarray:
     """Whole video in memory: for short clips and tests only."""
     return np.concatenate(list(iter_frame_batches(video, gray=gray)))

@@ -130,8 +130,8 @@ def test_chunked_npz_loads_like_savez(tmp_path):
 
 
 def test_shard_npy_fast_path_matches_np_load():
-    """train.data views .npy members in place instead of np.load's copy (the shard read path): same arrays,
-    and anything its header pattern does not cover still goes through np.load."""
+    """The shard reader (shardformat.load_npy) views .npy members in place instead of np.load's copy: same
+    arrays, and anything its header pattern does not cover still goes through np.load."""
     import io
 
     from preprocess.shardformat import npy_bytes

@@ -90,6 +90,52 @@ def test_chosen_box_covers_the_face_in_every_frame(clip, detector, tmp_path_fact
     assert result.segments[0]["sync_method"] == "single-face" and result.segments[0]["n_faces"] == 1
 
 
+@pytest.mark.parametrize("clip", [GRID[0], CREMAD[0]] if CREMAD else GRID[:1], ids=lambda p: p.name)
+def test_the_default_dlib_detector_tracks_the_face_from_small_gray_frames(clip, tmp_path_factory):
+    """The default path (dlib's HOG on the decoder's small luma frames) tracks the one face in every frame.
+    dlib's boxes are tighter than BlazeFace's (brows to chin), so the check is that each box sits inside the
+    reference face and covers most of its width."""
+    from preprocess.track.detect import DetectorParams, DlibHogDetector
+
+    video, audio = resampled(clip, tmp_path_factory.mktemp("clips"))
+    result = track_video(video, audio, TrackParams(detector="dlib"), DlibHogDetector(DetectorParams()))
+    reference = blazeface_boxes(video)
+    assert sorted(result.boxes.frame) == list(range(len(reference)))
+    for row, ref in zip(result.boxes[["x1", "y1", "x2", "y2"]].to_numpy(), reference):
+        ref = ref[np.argmax(iou_matrix(row[None], ref)[0])]
+        cx, cy = (row[0] + row[2]) / 2, (row[1] + row[3]) / 2
+        assert ref[0] < cx < ref[2] and ref[1] < cy < ref[3]
+        assert 0.6 < (row[2] - row[0]) / (ref[2] - ref[0]) < 1.4
+
+
+@pytest.mark.parametrize("clip", [GRID[0], CREMAD[0]] if CREMAD else GRID[:1], ids=lambda p: p.name)
+def test_small_i420_frames_match_full_decode_then_resize(clip, tmp_path_factory):
+    """Track's decode (the decoder's scaler straight to detection size, in YUV 4:2:0) gives the frames that a
+    full-size RGB decode and an area resize give, to within rounding: same count, same picture, colour
+    planes in the right places."""
+    import cv2
+
+    from preprocess.media import iter_i420_batches, read_frames, video_size
+    from preprocess.track.track_video import detection_size
+
+    video, _ = resampled(clip, tmp_path_factory.mktemp("clips"))
+    full = read_frames(video)
+    width, height = video_size(video)
+    assert full.shape[1:3] == (height, width)
+    size = detection_size(width, height, 192)
+    assert min(size) == 192 and size[0] % 2 == 0 and size[1] % 2 == 0
+    small = np.concatenate(list(iter_i420_batches(video, size, batch=16)))
+    assert small.shape == (len(full), size[1] * 3 // 2, size[0])
+    rgb = np.stack([cv2.cvtColor(f, cv2.COLOR_YUV2RGB_I420) for f in small]).astype(np.int16)
+    resized = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in full]).astype(np.int16)
+    assert np.abs(rgb - resized).mean() < 3.0
+    gray = np.stack([cv2.cvtColor(f.astype(np.uint8), cv2.COLOR_RGB2GRAY) for f in resized]).astype(np.float64)
+    luma = small[:, :size[1]].astype(np.int16)  # limited range: 16 + 219/255 of full-range gray
+    assert np.abs(luma - (16 + gray * 219 / 255)).mean() < 3.0
+    with pytest.raises(ValueError, match="even size"):
+        next(iter_i420_batches(video, (size[0] + 1, size[1])))
+
+
 def _chosen_side(result) -> set[str]:
     return {"left" if (row.x1 + row.x2) / 2 < 360 else "right" for row in result.boxes.itertuples()}
 

@@ -42,6 +42,8 @@ def pick_device() -> str:
 class RetinaFaceBatch:
     """RetinaFace on batches of RGB frames; returns per frame an (n, 5) array x1, y1, x2, y2, score."""
 
+    wants_rgb = True
+
     def __init__(self, weights: Path, params: DetectorParams = DetectorParams(), device: str | None = None):
         import torch
         from face_alignment.detection.retinaface.retinaface_detector import RetinaFaceDetector
@@ -93,7 +95,11 @@ class DlibHogDetector:
 
     Its boxes are tighter than RetinaFace's (brows to chin); the align stage's dlib landmarks are trained on
     exactly these boxes, and its FAN path rescales any box. Scores are SVM margins, not probabilities.
+    The track step gives it gray frames (`wants_rgb` False): HOG on one channel costs 20-35% less than on
+    three (dlib takes the strongest gradient of the three), and the gray frame comes free from the decoder.
     """
+
+    wants_rgb = False
 
     def __init__(self, params: DetectorParams = DetectorParams()):
         import dlib
@@ -102,7 +108,7 @@ class DlibHogDetector:
         self._detector = dlib.get_frontal_face_detector()
 
     def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
-        """`frames`: uint8 (B, H, W, 3) RGB. Boxes are in the pixels of these frames, best score first."""
+        """`frames`: uint8 (B, H, W, 3) RGB or (B, H, W) gray. Boxes in the pixels of these frames, best first."""
         out = []
         for frame in frames:
             rects, scores, _ = self._detector.run(np.ascontiguousarray(frame), self.params.dlib_upsample,

@@ -8,7 +8,6 @@ import numpy as np
 from preprocess.contract import FPS
 
 
-
 @dataclass(frozen=True)
 class ShotParams:
     threshold: float = 27.0  # ContentDetector's default: mean HSV change that makes a cut
@@ -16,7 +15,8 @@ class ShotParams:
 
 
 class ShotCuts:
-    """Collects the frame indices where a new shot starts. Feed RGB batches in order; read `cuts` at the end."""
+    """Collects the frame indices where a new shot starts. Feed RGB (or BGR) batches in order; read `cuts` at
+    the end."""
 
     def __init__(self, params: ShotParams = ShotParams()):
         from scenedetect.detectors import ContentDetector  # here: the stages import ShotParams (0.8 s import)
@@ -26,11 +26,15 @@ class ShotCuts:
         self._cuts: list[int] = []
 
     def feed(self, frames_rgb: np.ndarray) -> None:
+        self.feed_bgr(frames_rgb[..., ::-1])
+
+    def feed_bgr(self, frames_bgr: np.ndarray) -> None:
+        """Frames in OpenCV's BGR order, what PySceneDetect expects."""
         from scenedetect import FrameTimecode
 
-        for frame in frames_rgb:
-            bgr = np.ascontiguousarray(frame[..., ::-1])  # PySceneDetect expects OpenCV's BGR order
-            found = self._detector.process_frame(FrameTimecode(self._next, fps=float(FPS)), bgr)
+        for frame in frames_bgr:
+            found = self._detector.process_frame(FrameTimecode(self._next, fps=float(FPS)),
+                                                 np.ascontiguousarray(frame))
             self._cuts += [tc.frame_num for tc in found]
             self._next += 1
 

@@ -21,7 +21,7 @@ from preprocess.weights import RETINAFACE_FILE, RETINAFACE_URL, resolve_weights,
 
 STAGE = "track"
 UPSTREAM = resample_stage.STAGE
-VERSION = 1  # bump when the tracking itself changes, so finished videos are redone
+VERSION = 2  # bump when the tracking itself changes, so finished videos are redone (2: small YUV decode, gray HOG)
 SYNCNET_FILE = "syncnet_v2.model"
 TRACK_COLUMNS = {"corpus": "string", "video_id": "string", "segment": "int32", "start_frame": "int32",
                  "end_frame": "int32", "n_faces": "int32", "sync_method": "string", "sync_offset": "Int32",

@@ -21,7 +21,7 @@ from preprocess.align.align_params import AlignParams
 from preprocess.resample.convert import ResampleParams
 from preprocess.track.track_params import TrackParams
 
-STEPS = ("resample", "track", "align", "crop")
+STEPS = ("resample", "track", "align")
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
     aligned = tmp / "aligned.npz"
     align_video(video, tracks.boxes, pd.DataFrame(tracks.segments), params.align, models.landmarker, aligned)
     arrays, meta = load_aligned(aligned, keys=("piece", "frame", "crop_transforms", "boxes"))
-    step("crop")  # the crop stage's rendering: one more decode, the mouths warped from the full frames
+    # the crop stage's rendering (timed with align): one more decode, the mouths warped from the full frames
     arrays["crops"] = render_mouths(video, arrays["frame"], arrays["crop_transforms"], params.align.color)
     step("")
     result.segments = [_segment(piece, arrays) for piece in meta["pieces"]]

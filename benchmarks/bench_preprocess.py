@@ -83,7 +83,7 @@ def read_paths() -> dict:
     training loader's own path (train.data: local tar reader, .npy viewed in place)."""
     import webdataset as wds
 
-    from train.data import decode_sample, iter_samples
+    from preprocess.shardformat import decode_sample, iter_samples
 
     def generic(urls):
         for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode():

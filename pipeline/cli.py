@@ -133,9 +133,6 @@ def _stage(args) -> int:
     from pipeline import stages
     from pipeline.cluster import ClusterError, StageCluster
 
-    if not stages.uses_cluster(args.stage):  # crop: packing only, nothing to spread out
-        stages.run(args.stage, args.corpus)
-        return 0
     try:
         with StageCluster(args.scheduler, args.workers) as cluster:  # started only for enough work
             stages.run(args.stage, args.corpus, cluster)

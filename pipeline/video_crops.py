@@ -1,6 +1,6 @@
 """One video file to the mouth crops of its chosen face, in process: the resample, track and align steps of
-the DVC stages (the same preprocess/ functions, the same params.yaml sections and weights), in a temporary
-folder, without DVC, the corpus registry or a dask cluster.
+the DVC stages and the crop stage's rendering (the same preprocess/ functions, the same params.yaml sections
+and weights), in a temporary folder, without DVC, the corpus registry or a dask cluster.
 
 Used by `python -m pipeline predict`. Models are loaded once (`load_models`) and reused for every file; a
 file that cannot be used gets a plain-words reason, never an exception.
@@ -126,6 +126,7 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
     import pandas as pd
 
     from preprocess.align.align_video import align_video, load_aligned
+    from preprocess.crop.render import render_mouths
     from preprocess.resample.convert import resample_video
     from preprocess.track.track_video import track_video
 
@@ -151,9 +152,10 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
     result.face_tracks = int(tracks.details["face_tracks"])
     step("align")
     aligned = tmp / "aligned.npz"
-    align_video(video, audio if audio.exists() else None, tracks.boxes, pd.DataFrame(tracks.segments),
-                params.align, models.landmarker, aligned)
-    arrays, meta = load_aligned(aligned, keys=("piece", "frame", "crops", "boxes"))
+    align_video(video, tracks.boxes, pd.DataFrame(tracks.segments), params.align, models.landmarker, aligned)
+    arrays, meta = load_aligned(aligned, keys=("piece", "frame", "crop_transforms", "boxes"))
+    # the crop stage's rendering (timed with align): one more decode, the mouths warped from the full frames
+    arrays["crops"] = render_mouths(video, arrays["frame"], arrays["crop_transforms"], params.align.color)
     step("")
     result.segments = [_segment(piece, arrays) for piece in meta["pieces"]]
 

@@ -20,8 +20,6 @@ class AlignParams:
     smooth_window: int = 6  # centred moving average over +-this many frames before estimating transforms
     smoothing: str = "follow"  # follow (moving average, plus the head motion it lags behind) | moving_average
     follow_speed: float = 1.5  # follow: head speed (crop px/frame) at which the lag correction is half on
-    patch_size: int = 288  # px; per-frame face patch kept in memory between decode and crop
-    patch_scale: float = 1.6  # patch side in units of the box side
     color: bool = False  # RGB mouth crops (T, 96, 96, 3) instead of grayscale (T, 96, 96)
 
     def __post_init__(self):

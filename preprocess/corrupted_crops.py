@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from preprocess import corrupt
+from preprocess.contract import CROP_SIZE
 from preprocess.corrupt import Corruption, RobustnessParams
 
 # The shard reader's grey (preprocess.shardformat.decode_sample): the detector sees colour crops this way.
@@ -32,7 +33,7 @@ def crop_transforms(arrays: dict) -> np.ndarray:
     crop is that transform moved so the centre lands on the crop's centre pixel (preprocess/align/mouth.py)."""
     if "crop_transforms" in arrays:
         return np.asarray(arrays["crop_transforms"], np.float64)
-    half = (96 - 1) / 2
+    half = (CROP_SIZE - 1) / 2
     out = np.array(arrays["transforms"], np.float64, copy=True)
     out[:, :, 2] += half - np.asarray(arrays["crop_centres"], np.float64)
     return out
@@ -58,8 +59,20 @@ def load_geometry(npz: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
 
 def render(video: Path, frames: np.ndarray, transforms: np.ndarray, color: bool, corruption: Corruption,
            params: RobustnessParams, video_id: str, workdir: Path | None = None) -> np.ndarray:
-    """The mouth crops (T, 96, 96[, 3]) uint8 of `frames` of the resampled `video` with `corruption` on its full
-    frames; level 0 is exactly the clean render. `video_id` seeds the block positions (corrupt.video_seed)."""
+    """The mouth crops (T, 96, 96[, 3]) uint8 of `frames` (any order) of the resampled `video` with `corruption`
+    on its full frames; level 0 is exactly the clean render. `video_id` seeds the block positions
+    (corrupt.video_seed)."""
+    frames = np.asarray(frames, np.int64)
+    order = np.argsort(frames, kind="stable")  # the renderer walks the video once, in frame order
+    crops = _render_sorted(video, frames[order], np.asarray(transforms)[order], color, corruption, params,
+                           video_id, workdir)
+    out = np.empty_like(crops)
+    out[order] = crops
+    return out
+
+
+def _render_sorted(video: Path, frames: np.ndarray, transforms: np.ndarray, color: bool, corruption: Corruption,
+                   params: RobustnessParams, video_id: str, workdir: Path | None) -> np.ndarray:
     from preprocess.crop.render import render_mouths
 
     if corruption.level == 0:

@@ -133,9 +133,6 @@ def _stage(args) -> int:
     from pipeline import stages
     from pipeline.cluster import ClusterError, dask_client
 
-    if not stages.uses_cluster(args.stage):  # crop: packing only, nothing to spread out
-        stages.run(args.stage, args.corpus)
-        return 0
     try:
         with dask_client(args.scheduler, args.workers) as client:
             stages.run(args.stage, args.corpus, client)

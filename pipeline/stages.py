@@ -1,8 +1,9 @@
 """The per-corpus DVC stages, by name, and the one way each runs (`python -m pipeline stage NAME CORPUS`).
 
 Stage NAME's code is `preprocess/NAME/stage.py`. Each such module says which stage feeds it (UPSTREAM) and
-builds its per-video tasks (`plan`), does one video (`work`) and tidies the corpus afterwards (`finish`); the
-crop stage instead packs the whole corpus in one process (`pack`). This module does what is the same for all:
+builds its per-video tasks (`plan`), does one video (`work`) and tidies the corpus afterwards (`finish`, which
+may return the records it changed); a stage may also tidy what a killed run left before planning (`prepare`).
+This module does what is the same for all:
 read params, the corpus and its manifest, and turn every video the upstream stage did not pass on into a
 `skipped` row naming the upstream reason, so that rule lives in one place.
 """
@@ -26,14 +27,20 @@ def stage_module(name: str) -> ModuleType:
     return importlib.import_module(f"preprocess.{name}.stage")
 
 
-def uses_cluster(name: str) -> bool:
-    return not hasattr(stage_module(name), "pack")  # crop packs in one process: no dask cluster to start
-
-
 def run(name: str, corpus_name: str, client=None) -> list[StatusRecord]:
     """Run stage `name` on every video of a corpus; returns one record per video of the manifest."""
     stage = stage_module(name)
     params = load_params()
+    corpus, settings, videos, settled = _inputs(stage, name, corpus_name, params)
+    if hasattr(stage, "prepare"):
+        stage.prepare(corpus)
+    tasks, decided = stage.plan(corpus, videos, settings, params)
+    records = run_stage(name, corpus_name, tasks, stage.work, client, settled + decided)
+    return stage.finish(corpus, records) or records
+
+
+def _inputs(stage: ModuleType, name: str, corpus_name: str, params: dict):
+    """(corpus, stage settings, [(manifest row, upstream record)] to plan, rows settled by the upstream rule)."""
     registered = get_corpus(corpus_name, params)
     corpus = CorpusRef(registered.name, registered.role, registered.label, registered.raw_path())
     settings = stage.settings(params, corpus)  # a bad section or a missing model stops here, before any video
@@ -45,12 +52,19 @@ def run(name: str, corpus_name: str, client=None) -> list[StatusRecord]:
             settled.append(upstream_skip(name, stage.UPSTREAM, corpus_name, row["video_id"], upstream))
         else:
             videos.append((row, upstream))
-    if hasattr(stage, "pack"):
-        return stage.pack(corpus, videos, settled, settings, params)
+    return corpus, settings, videos, settled
+
+
+def expected_fingerprints(name: str, corpus_name: str, params: dict) -> dict[str, str | None]:
+    """What stage `name` would compute now, per video of the corpus: the fingerprint of its task (through the
+    stage's own `plan`; nothing is run or changed), or None for a video it would settle without work (the
+    upstream stage did not pass it on, or the plan decided it)."""
+    stage = stage_module(name)
+    corpus, settings, videos, settled = _inputs(stage, name, corpus_name, params)
     tasks, decided = stage.plan(corpus, videos, settings, params)
-    records = run_stage(name, corpus_name, tasks, stage.work, client, settled + decided)
-    stage.finish(corpus, records)
-    return records
+    expected = {r.video_id: None for r in settled + decided}
+    expected.update({t.video_id: t.fingerprint for t in tasks})
+    return expected
 
 
 def upstream_skip(stage: str, upstream_stage: str, corpus: str, video_id: str,

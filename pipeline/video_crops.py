@@ -1,6 +1,6 @@
 """One video file to the mouth crops of its chosen face, in process: the resample, track and align steps of
-the DVC stages (the same preprocess/ functions, the same params.yaml sections and weights), in a temporary
-folder, without DVC, the corpus registry or a dask cluster.
+the DVC stages and the crop stage's rendering (the same preprocess/ functions, the same params.yaml sections
+and weights), in a temporary folder, without DVC, the corpus registry or a dask cluster.
 
 Used by `python -m pipeline predict`. Models are loaded once (`load_models`) and reused for every file; a
 file that cannot be used gets a plain-words reason, never an exception.
@@ -22,7 +22,7 @@ from preprocess.align.align_params import AlignParams
 from preprocess.resample.convert import ResampleParams
 from preprocess.track.track_params import TrackParams
 
-STEPS = ("resample", "track", "align")
+STEPS = ("resample", "track", "align", "crop")
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,7 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
     import pandas as pd
 
     from preprocess.align.align_video import align_video, load_aligned
+    from preprocess.crop.render import render_mouths
     from preprocess.resample.convert import resample_video
     from preprocess.track.track_video import track_video
 
@@ -154,11 +155,12 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
     result.face_tracks = int(tracks.details["face_tracks"])
     step("align")
     aligned = tmp / "aligned.npz"
-    align_video(video, audio if audio.exists() else None, tracks.boxes, pd.DataFrame(tracks.segments),
-                params.align, models.landmarker, aligned)
-    arrays, meta = load_aligned(aligned, keys=("piece", "frame", "crops", "boxes"))
-    if corrupt is not None:
-        step("corrupt")
+    align_video(video, tracks.boxes, pd.DataFrame(tracks.segments), params.align, models.landmarker, aligned)
+    arrays, meta = load_aligned(aligned, keys=("piece", "frame", "crop_transforms", "boxes"))
+    step("crop")  # the crop stage's rendering: one more decode, the mouths warped from the full frames
+    if corrupt is None:
+        arrays["crops"] = render_mouths(video, arrays["frame"], arrays["crop_transforms"], params.align.color)
+    else:  # the same warp of the same clean-frame transforms, the corruption on the full frames first
         arrays["crops"] = corrupt.crops(video, aligned, path.name, tmp)
     step("")
     result.segments = [_segment(piece, arrays) for piece in meta["pieces"]]

@@ -171,9 +171,9 @@ def packed_project() -> Path:
     from pipeline import stages
 
     root = copy_project(aligned_project(), _scratch("avlips-packed-test-"))
-    with project_env(root):
+    with project_env(root), local_client() as client:
         for name in CORPORA:
-            stages.run("crop", name)
+            stages.run("crop", name, client)
         collect.main([])
     return root
 

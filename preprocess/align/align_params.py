@@ -16,8 +16,6 @@ class AlignParams:
     max_gap: int = 12  # missing-landmark runs up to this many frames are interpolated, longer ones split
     min_frames: int = 25  # pieces shorter than this after splitting are dropped (one 1-s clip)
     smooth_window: int = 6  # centred moving average over +-this many frames before estimating transforms
-    patch_size: int = 288  # px; per-frame face patch kept in memory between decode and crop
-    patch_scale: float = 1.6  # patch side in units of the box side
     color: bool = False  # RGB mouth crops (T, 96, 96, 3) instead of grayscale (T, 96, 96)
 
     def __post_init__(self):

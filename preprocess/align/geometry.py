@@ -61,11 +61,3 @@ def invert(m: np.ndarray) -> np.ndarray:
     inv[:, 2] = -inv[:, :2] @ m[:, 2]
     return inv
 
-
-def box_patch_transform(box: np.ndarray, patch_size: int, patch_scale: float) -> np.ndarray:
-    """Frame -> patch transform: a square of `patch_scale` box sides around the box centre, `patch_size` px."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    side = max(x2 - x1, y2 - y1, 1.0) * patch_scale
-    scale = patch_size / side
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    return np.array([[scale, 0.0, patch_size / 2 - scale * cx], [0.0, scale, patch_size / 2 - scale * cy]])

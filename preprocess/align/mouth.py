@@ -23,15 +23,6 @@ def crop_transforms(to_canonical: np.ndarray, smoothed: np.ndarray) -> tuple[np.
     return crops, centres
 
 
-def render(patches: np.ndarray, patch_transforms: np.ndarray, crop_transforms_: np.ndarray) -> np.ndarray:
-    """Warp each frame's face patch into its mouth crop: (T, P, P[, 3]) -> (T, 96, 96[, 3]) uint8."""
-    out = np.empty((len(patches), CROP, CROP, *patches.shape[3:]), np.uint8)
-    for i, (patch, p, c) in enumerate(zip(patches, patch_transforms, crop_transforms_)):
-        m = geometry.compose(c, geometry.invert(p))
-        out[i] = cv2.warpAffine(patch, m, (CROP, CROP), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return out
-
-
 def aligned_face(frame: np.ndarray, to_canonical: np.ndarray) -> np.ndarray:
     """The whole 256x256 canonical face of one frame (for inspection)."""
     return cv2.warpAffine(frame, to_canonical, (geometry.CANVAS, geometry.CANVAS), flags=cv2.INTER_LINEAR,

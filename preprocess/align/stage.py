@@ -1,8 +1,9 @@
-"""align@CORPUS: 68 landmarks on the tracked face, canonical alignment and 96x96 mouth crops, per video.
+"""align@CORPUS: 68 landmarks on the tracked face, canonical alignment and the mouth-crop transforms, per video.
 
 Reads the track stage's boxes (`data/track/<corpus>/boxes/<video_id>.parquet`, one row per frame of each
-kept segment) and segments (`tracks.parquet`), the resampled video and audio, and writes one
-`data/align/<corpus>/aligned/<video_id>.npz` per video (see preprocess/align/align_video.py) in one decode.
+kept segment) and segments (`tracks.parquet`) and the resampled video, and writes one small
+`data/align/<corpus>/aligned/<video_id>.npz` per video (landmarks and transforms, no pixels; see
+preprocess/align/align_video.py) in one decode. The crop stage renders the mouths from them.
 Only videos whose track record is ok go on; the others get a `skipped` row naming the track's reason.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from preprocess.weights import weights_identity
 
 STAGE = "align"
 UPSTREAM = track_stage.STAGE
-VERSION = 1  # bump when the alignment itself changes, so finished videos are redone
+VERSION = 2  # bump when the alignment itself changes, so finished videos are redone (2: no pixels kept)
 
 _LANDMARKERS: dict = {}  # per worker process: the model is loaded once, not once per video
 
@@ -69,9 +70,8 @@ def work(task: VideoTask) -> dict:
     landmarker = landmarker_for(inp["params"], inp["weights"])
     boxes = pd.read_parquet(inp["boxes"])
     tracks = pd.DataFrame(inp["segments"])
-    audio = Path(inp["audio"])
-    return align_video(Path(inp["video"]), audio if audio.exists() else None, boxes, tracks, inp["params"],
-                       landmarker, output_path(task.corpus, task.video_id))
+    return align_video(Path(inp["video"]), boxes, tracks, inp["params"], landmarker,
+                       output_path(task.corpus, task.video_id))
 
 
 def plan(corpus: CorpusRef, videos: list, stage_params: AlignParams, params: dict):
@@ -81,10 +81,10 @@ def plan(corpus: CorpusRef, videos: list, stage_params: AlignParams, params: dic
     for row, upstream in videos:
         video_id = row["video_id"]
         fingerprint = stable_hash(VERSION, upstream.fingerprint, asdict(stage_params), weights_identity(weights))
-        video, audio = resample_stage.output_paths(corpus.name, video_id)
+        video, _ = resample_stage.output_paths(corpus.name, video_id)
         tasks.append(VideoTask(STAGE, corpus.name, video_id, fingerprint, {
             "boxes": str(track_stage.output_paths(corpus.name, video_id)[0]),
-            "segments": segments.get(video_id, []), "video": str(video), "audio": str(audio),
+            "segments": segments.get(video_id, []), "video": str(video),
             "params": stage_params, "weights": str(weights) if weights else None},
             [str(output_path(corpus.name, video_id))]))
     return tasks, []

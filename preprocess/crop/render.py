@@ -78,13 +78,15 @@ def iter_mouths(video: Path, frames: np.ndarray, crop_transforms: np.ndarray, co
 
 def render_mouths(video: Path, frames: np.ndarray, crop_transforms: np.ndarray, color: bool,
                   frame_transform: FrameTransform | None = None) -> np.ndarray:
-    """The mouth crops (T, 96, 96[, 3]) uint8 of the listed frames (sorted indices into the 25 fps video),
-    each warped with its frame -> crop transform (T, 2, 3); see iter_mouths for `frame_transform`."""
-    shape = (len(frames), CROP_SIZE, CROP_SIZE, *((3,) if color else ()))
-    out = np.empty(shape, np.uint8)
+    """The mouth crops (T, 96, 96[, 3]) uint8 of the listed frames (indices into the 25 fps video, normally
+    sorted; any order is rendered in one decode too), each warped with its frame -> crop transform (T, 2, 3);
+    see iter_mouths for `frame_transform`."""
+    frames = np.asarray(frames, np.int64).reshape(-1)
+    order = np.argsort(frames, kind="stable")
+    out = np.empty((len(frames), CROP_SIZE, CROP_SIZE, *((3,) if color else ())), np.uint8)
     filled = 0
-    for pos, crops in iter_mouths(video, frames, crop_transforms, color, frame_transform):
-        out[pos:pos + len(crops)] = crops
+    for pos, crops in iter_mouths(video, frames[order], np.asarray(crop_transforms)[order], color, frame_transform):
+        out[order[pos:pos + len(crops)]] = crops
         filled = pos + len(crops)
     if filled != len(out):  # iter_mouths raises first; a guard against silently uninitialised rows
         raise ValueError(f"rendered {filled} of {len(out)} crops")

@@ -121,21 +121,23 @@ def test_untrained_detector_writes_valid_empty_outputs(proj, tmp_path):
     assert "Nothing trained: no corpus with role finetune" in "\n".join(report.robustness(m))
 
 
-def test_predict_corrupt_scores_a_clip_and_names_the_corruption(proj):
+def test_predict_corrupt_level_0_matches_the_clean_prediction_and_a_corruption_changes_it(proj):
     from pipeline_project import GRID
     from test_predict import run_cli
 
-    with project_env(proj):
-        rc, out, err = run_cli(["predict", str(GRID[0]), "--detector", str(proj / "detector.pt"), "--json",
-                                "--corrupt", "jpeg:2"])
+    def predict(*extra):
+        rc, out, err = run_cli(["predict", str(GRID[0]), "--detector", str(proj / "detector.pt"), "--json", *extra])
         assert rc == 0, err
-        doc = json.loads(out)
-        assert doc["corruption"] == "jpeg:2"
-        v = doc["videos"][0]
-        assert v["ok"] and v["timeline"] and "corrupt" in v["seconds"]
+        return json.loads(out)
+
+    with project_env(proj):
+        clean, zero, jpeg = predict(), predict("--corrupt", "blur:0"), predict("--corrupt", "jpeg:2")
         rc, out, err = run_cli(["predict", str(GRID[0]), "--detector", str(proj / "detector.pt"),
                                 "--corrupt", "sharpen:1"])
     assert rc == 2 and "unknown corruption type 'sharpen'" in err and "Traceback" not in err
+    assert clean["corruption"] is None and zero["corruption"] == "blur:0" and jpeg["corruption"] == "jpeg:2"
+    logits = [[c["logit"] for c in d["videos"][0]["timeline"]] for d in (clean, zero, jpeg)]
+    assert logits[0] and logits[0] == logits[1] and logits[2] != logits[0] and len(logits[2]) == len(logits[0])
 
 
 def test_inspect_draws_the_corrupted_strip_beside_the_clean_one(stage, tmp_path):

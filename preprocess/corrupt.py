@@ -134,7 +134,7 @@ class RobustnessParams:
     seed: int = 0  # block-wise positions; mixed with each video's id (video_seed)
     compression_preset: str = "medium"  # x264 preset; DeeperForensics ran ffmpeg's default (medium)
     keep_crops: bool = False  # keep the corrupted mouth crops (disk) or only their scores
-    max_videos_per_corpus: int = 8  # robustness stage: videos scored per eval corpus (0: all), both labels dealt
+    max_videos_per_corpus: int = 4  # robustness stage: videos scored per eval corpus (0: all), both labels dealt
 
     def __post_init__(self):
         types = (self.types,) if isinstance(self.types, str) else tuple(self.types)

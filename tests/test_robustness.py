@@ -70,7 +70,8 @@ def test_every_metric_and_plot_is_written(stage):
             assert cell["all"]["auc"] is not None
         points = json.loads((stage / "plots" / "robustness" / f"{t}.json").read_text())
         assert [p["level"] for p in points] == [0, 1, 2] and points[0]["auc"] == m["clean"]["all"]["auc"]
-    assert sorted(p.name for p in (stage / "plots" / "robustness").iterdir()) == ["blur.json", "compression.json"]
+    for t in ("blockwise", "jpeg"):  # not evaluated: empty lines, so dvc.yaml's plot always finds its files
+        assert json.loads((stage / "plots" / "robustness" / f"{t}.json").read_text()) == []
     assert (stage / "plots" / "robustness_auc.png").read_bytes()[:4] == b"\x89PNG"
     scores = pd.read_parquet(stage / "artifacts" / "robustness" / "scores.parquet")
     assert len(scores) == 3 * 5 and (scores["status"] == "scored").all() and (scores["n_clips"] > 0).all()

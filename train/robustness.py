@@ -269,8 +269,8 @@ def write_outputs(df: pd.DataFrame, metrics: dict, params: RobustnessParams, out
         old.unlink()
     trained = metrics["detector"]["trained"]
     points = curves(metrics, params) if trained else {t: [] for t in params.types}
-    for t, pts in points.items():
-        (plots / f"{t}.json").write_text(json.dumps(pts, indent=1))
+    for t in corrupt.TYPES:  # every type's file, empty when not evaluated: dvc.yaml's plot names all four
+        (plots / f"{t}.json").write_text(json.dumps(points.get(t, []), indent=1))
     if not trained:
         note = f"nothing trained: {metrics['detector']['reason']}"
     elif not metrics["videos"]["selected"]:

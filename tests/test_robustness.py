@@ -39,13 +39,13 @@ def proj(tmp_path_factory):
     return root
 
 
-def run_stage(root, detector="detector.pt", out="artifacts/robustness"):
+def run_stage(root, detector="detector.pt", out="artifacts/robustness", collect="data/collect"):
     from train import robustness
 
     torch.set_num_threads(1)
     with project_env(root):
         robustness.main(["--detector", detector, "--out", out, "--metrics", "metrics/robustness.json",
-                         "--plots", "plots/robustness", "--png", "plots/robustness_auc.png"])
+                         "--plots", "plots/robustness", "--png", "plots/robustness_auc.png", "--collect", collect])
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,15 @@ def test_every_metric_and_plot_is_written(stage):
     assert not (stage / "artifacts" / "robustness" / "crops").exists()  # keep_crops is off
     text = "\n".join(report.robustness(m))
     assert "| blur |" in text and "| compression |" in text and "from the clean frames" in text
+
+
+def test_a_rerun_writes_identical_bytes(proj):
+    outputs = ["metrics/robustness.json", "plots/robustness/blur.json", "plots/robustness_auc.png",
+               "artifacts/robustness-rerun/scores.parquet"]
+    run_stage(proj, out="artifacts/robustness-rerun")
+    first = {name: (proj / name).read_bytes() for name in outputs}
+    run_stage(proj, out="artifacts/robustness-rerun")
+    assert {name: (proj / name).read_bytes() for name in outputs} == first
 
 
 def test_level_0_is_the_clean_path_and_corruptions_change_the_crops(stage):
@@ -120,6 +129,20 @@ def test_untrained_detector_writes_valid_empty_outputs(proj, tmp_path):
     from train import report
 
     assert "Nothing trained: no corpus with role finetune" in "\n".join(report.robustness(m))
+
+
+def test_no_eval_corpus_writes_valid_empty_outputs(proj):
+    from train import report
+
+    (proj / "no_eval").mkdir()
+    (proj / "no_eval" / "eval.json").write_text(json.dumps({"train": [], "val": [], "test": []}))
+    run_stage(proj, out="artifacts/robustness-none", collect="no_eval")
+    m = json.loads((proj / "metrics" / "robustness.json").read_text())
+    assert m["detector"]["trained"] and m["videos"] == {"listed": 0, "selected": 0, "scored_clean": 0}
+    assert m["clean"]["all"]["auc"] is None and m["corruptions"]["blur"]["1"]["all"]["videos"]["total"] == 0
+    assert [p["auc"] for p in json.loads((proj / "plots" / "robustness" / "blur.json").read_text())] == [None] * 3
+    assert (proj / "plots" / "robustness_auc.png").is_file()
+    assert "No corpus with role eval." in "\n".join(report.robustness(m))
 
 
 def test_predict_corrupt_level_0_matches_the_clean_prediction_and_a_corruption_changes_it(proj):

@@ -39,15 +39,16 @@ def run(name: str, corpus_name: str, client=None) -> list[StatusRecord]:
     return stage.finish(corpus, records) or records
 
 
-def _inputs(stage: ModuleType, name: str, corpus_name: str, params: dict):
-    """(corpus, stage settings, [(manifest row, upstream record)] to plan, rows settled by the upstream rule)."""
+def _inputs(stage: ModuleType, name: str, corpus_name: str, params: dict, upstream_of=read_record):
+    """(corpus, stage settings, [(manifest row, upstream record)] to plan, rows settled by the upstream rule).
+    `upstream_of(stage, corpus, video_id)` gives the upstream record (default: the stored one)."""
     registered = get_corpus(corpus_name, params)
     corpus = CorpusRef(registered.name, registered.role, registered.label, registered.raw_path())
     settings = stage.settings(params, corpus)  # a bad section or a missing model stops here, before any video
     rows = read_manifest(paths.source_manifest_path(corpus_name)).sort_values("video_id").to_dict("records")
     videos, settled = [], []
     for row in rows:
-        upstream = read_record(stage.UPSTREAM, corpus_name, row["video_id"]) if stage.UPSTREAM else None
+        upstream = upstream_of(stage.UPSTREAM, corpus_name, row["video_id"]) if stage.UPSTREAM else None
         if stage.UPSTREAM and (upstream is None or upstream.status != OK):
             settled.append(upstream_skip(name, stage.UPSTREAM, corpus_name, row["video_id"], upstream))
         else:
@@ -55,16 +56,43 @@ def _inputs(stage: ModuleType, name: str, corpus_name: str, params: dict):
     return corpus, settings, videos, settled
 
 
-def expected_fingerprints(name: str, corpus_name: str, params: dict) -> dict[str, str | None]:
-    """What stage `name` would compute now, per video of the corpus: the fingerprint of its task (through the
-    stage's own `plan`; nothing is run or changed), or None for a video it would settle without work (the
-    upstream stage did not pass it on, or the plan decided it)."""
-    stage = stage_module(name)
-    corpus, settings, videos, settled = _inputs(stage, name, corpus_name, params)
-    tasks, decided = stage.plan(corpus, videos, settings, params)
-    expected = {r.video_id: None for r in settled + decided}
-    expected.update({t.video_id: t.fingerprint for t in tasks})
-    return expected
+def expected_fingerprints(corpus_name: str, params: dict) -> tuple[dict[str, dict[str, str | None]], dict[str, str]]:
+    """What every stage would compute now, per video: the fingerprint of its task (through the stage's own
+    `plan`; nothing is run or changed), or None for a video it would settle without work (its upstream stage
+    does not pass it on). Stages are followed in order: a stage sees its upstream records as they would be
+    after a rerun (a stale upstream record counts as redone with its new fingerprint), so a changed source
+    or upstream param makes every stage below it stale too. Returns ({stage: {video_id: fingerprint}},
+    {stage: why it could not be computed}) - a stage that cannot be planned leaves those below unchecked."""
+    now: dict[tuple[str, str], StatusRecord | None] = {}
+    expected, errors = {}, {}
+    for name in PER_CORPUS_STAGES:
+        stage = stage_module(name)
+        try:
+            corpus, settings, videos, settled = _inputs(stage, name, corpus_name, params,
+                                                        lambda up, _, vid: now.get((up, vid)))
+            tasks, decided = stage.plan(corpus, videos, settings, params)
+        except Exception as exc:  # bad params, a missing model: say so, check nothing below it
+            errors.update({n: f"{name}: {exc}" for n in PER_CORPUS_STAGES[PER_CORPUS_STAGES.index(name):]})
+            break
+        stage_expected = {r.video_id: None for r in settled + decided}
+        stage_expected.update({t.video_id: t.fingerprint for t in tasks})
+        expected[name] = stage_expected
+        for record in settled + decided:
+            now[name, record.video_id] = record
+        for task in tasks:
+            stored = read_record(name, corpus_name, task.video_id)
+            fresh = stored is not None and not is_stale(stored, task.fingerprint)
+            now[name, task.video_id] = stored if fresh else StatusRecord(corpus_name, task.video_id, name, OK,
+                                                                         fingerprint=task.fingerprint)
+    return expected, errors
+
+
+def is_stale(record: StatusRecord, expected: str | None) -> bool:
+    """A stored record the stage would not keep: another fingerprint than its task's now, or ok although the
+    stage would now settle the video without work (its upstream stage no longer passes it on)."""
+    if expected is None:
+        return record.status == OK
+    return record.fingerprint != expected
 
 
 def upstream_skip(stage: str, upstream_stage: str, corpus: str, video_id: str,

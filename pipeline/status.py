@@ -1,8 +1,9 @@
 """Status across corpora and stages: how many videos are ok, failed, skipped or still pending.
 
 A stored record counts only while it is what the stage would make now: when its fingerprint differs from the
-one the stage's own `plan` computes today (params, weights or the source changed), or it is ok while the
-upstream stage no longer passes the video on, the video is `pending` ("stale" in the note), never ok.
+one the stage's own `plan` computes today (params, weights, the source or an upstream result changed), or it
+is ok while the upstream stage would no longer pass the video on, the video is `pending` ("stale" in the
+note), never ok (pipeline.stages.expected_fingerprints).
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pandas as pd
 from preprocess import paths
 from pipeline.manifest import read_manifest
 from pipeline.corpora import load_corpora, load_params
-from pipeline.stages import PER_CORPUS_STAGES, expected_fingerprints
-from preprocess.records import OK, read_record
+from pipeline.stages import PER_CORPUS_STAGES, expected_fingerprints, is_stale
+from preprocess.records import read_record
 
 
 def status_table() -> pd.DataFrame:
@@ -25,33 +26,22 @@ def status_table() -> pd.DataFrame:
                          "pending": 0, "note": "no source manifest: run `corpus add`"})
             continue
         video_ids = read_manifest(manifest_path).video_id.tolist()
+        expected, errors = expected_fingerprints(corpus.name, params)
         for stage in PER_CORPUS_STAGES:
-            rows.append(stage_counts(stage, corpus.name, video_ids, params))
+            rows.append(stage_counts(stage, corpus.name, video_ids, expected.get(stage), errors.get(stage)))
     return pd.DataFrame(rows)
 
 
-def stage_counts(stage: str, corpus: str, video_ids: list[str], params: dict) -> dict:
+def stage_counts(stage: str, corpus: str, video_ids: list[str], expected: dict | None, error: str | None) -> dict:
     counts = {"ok": 0, "failed": 0, "skipped": 0, "pending": 0}
-    notes, stale = [], 0
-    try:
-        expected = expected_fingerprints(stage, corpus, params)
-    except Exception as exc:  # bad params, a missing model: the counts stand, unchecked, and say why
-        expected = None
-        notes.append(f"fingerprints not checked: {exc}")
+    stale = 0
     for video_id in video_ids:
         record = read_record(stage, corpus, video_id)
         if record is not None and expected is not None and is_stale(record, expected.get(video_id)):
             stale += 1
             record = None
         counts[record.status if record else "pending"] += 1
-    if stale:
-        notes.insert(0, f"{stale} stale (params or inputs changed since they were done)")
+    notes = [f"{stale} stale (params or inputs changed since they were done)"] if stale else []
+    if error:  # the counts stand, unchecked
+        notes.append(f"fingerprints not checked ({error})")
     return {"corpus": corpus, "stage": stage, "videos": len(video_ids), **counts, "note": "; ".join(notes)}
-
-
-def is_stale(record, expected: str | None) -> bool:
-    """A stored record the stage would not keep: another fingerprint than its task's now, or ok although the
-    stage would now settle the video without work (its upstream stage no longer passes it on)."""
-    if expected is None:
-        return record.status == OK
-    return record.fingerprint != expected

@@ -22,7 +22,7 @@ from preprocess.align.align_params import AlignParams
 from preprocess.resample.convert import ResampleParams
 from preprocess.track.track_params import TrackParams
 
-STEPS = ("resample", "track", "align", "crop")
+STEPS = ("resample", "track", "align")
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
     aligned = tmp / "aligned.npz"
     align_video(video, tracks.boxes, pd.DataFrame(tracks.segments), params.align, models.landmarker, aligned)
     arrays, meta = load_aligned(aligned, keys=("piece", "frame", "crop_transforms", "boxes"))
-    step("crop")  # the crop stage's rendering: one more decode, the mouths warped from the full frames
+    # the crop stage's rendering (timed with align): one more decode, the mouths warped from the full frames
     if corrupt is None:
         arrays["crops"] = render_mouths(video, arrays["frame"], arrays["crop_transforms"], params.align.color)
     else:  # the same warp of the same clean-frame transforms, the corruption on the full frames first

@@ -70,13 +70,16 @@ def test_every_clip_is_aligned_with_the_documented_arrays():
                                                                    ["track stage failed: no face found"])
             for vid, (arrays, meta) in _aligned(root, corpus).items():
                 t = len(arrays["frame"])
-                assert arrays["crops"].shape == (t, 96, 96) and arrays["crops"].dtype == np.uint8
+                assert "crops" not in arrays and "audio" not in arrays  # no pixels, no audio: the crop stage's
                 assert arrays["landmarks_crop"].shape == (t, 68, 2) and arrays["landmarks_crop"].dtype == np.float32
                 assert arrays["transforms"].shape == (t, 2, 3) and arrays["interpolated"].dtype == bool
-                assert arrays["audio"].shape == (t, 640) and arrays["audio"].dtype == np.int16
-                assert meta["backend"] == "dlib" and meta["has_audio"]
+                assert arrays["crop_transforms"].shape == (t, 2, 3) and arrays["crop_transforms"].dtype == np.float64
+                assert meta["backend"] == "dlib" and not meta["color"]
                 assert np.isnan(arrays["scores"]).all()  # dlib has no per-point scores
-                assert arrays["crops"].std() > 10  # a real image, not a constant border
+                # the crop transform is the canonical one moved to the mouth: the same rotation and scale
+                assert np.array_equal(arrays["crop_transforms"][:, :, :2], arrays["transforms"][:, :, :2])
+                mapped = geometry.apply(arrays["crop_transforms"], arrays["landmarks"].astype(np.float64))
+                assert np.allclose(mapped, arrays["landmarks_crop"], atol=1e-3)
 
 
 def test_lips_are_centred_and_mouth_width_is_canonical():
@@ -110,6 +113,7 @@ def test_killed_run_resumes_and_failed_tracks_are_accounted(tmp_path):
         before = {v: read_record("align", "gridt", v) for v in vids}
         lost, bad = vids[0], vids[2]
         reference, _ = _aligned(root, "gridt")[lost]
+        reference_bytes = align.output_path("gridt", lost).read_bytes()
         align.output_path("gridt", lost).unlink()  # as if killed before the .npz was renamed into place
         (align.output_path("gridt", lost).parent / ".tmp-123-x.npz").write_bytes(b"half")
         track = read_record("track", "gridt", bad)
@@ -118,8 +122,9 @@ def test_killed_run_resumes_and_failed_tracks_are_accounted(tmp_path):
         assert records[bad].status == "skipped" and "no face found" in records[bad].reason
         assert not align.output_path("gridt", bad).exists()
         redone, _ = _aligned(root, "gridt")[lost]
-        for key in ("crops", "landmarks_crop", "transforms", "audio"):
+        for key in ("landmarks_crop", "transforms", "crop_transforms", "landmarks"):
             assert np.array_equal(redone[key], reference[key]), key  # deterministic
+        assert align.output_path("gridt", lost).read_bytes() == reference_bytes  # to the byte (zip timestamps)
         untouched = [v for v in vids if v not in (lost, bad)]
         assert all(records[v] == before[v] for v in untouched)  # not redone
         assert not list((root / "data" / "align" / "gridt").rglob(".tmp-*"))
@@ -176,32 +181,32 @@ def test_align_cli_killed_mid_run_resumes(tmp_path):
 
 
 def test_colour_crops_and_missing_audio(tmp_path):
-    """align.color gives (T, 96, 96, 3) crops; a video without audio gets zeros and says so."""
-    from preprocess.crop import stage as crop
+    """align.color gives (T, 96, 96, 3) crops, the gray ones' picture; a video without audio gets zeros and
+    says so in its json and manifest row."""
+    import json
+
     from preprocess.align.align_params import AlignParams
     from preprocess.align.align_video import align_video, load_aligned, make_landmarker
+    from preprocess.crop.samples import manifest_row, render_samples
+    from preprocess.shardformat import load_npy
 
+    keys = ("piece", "frame", "crop_transforms", "landmarks_crop")
     root = aligned_project()
     with project_env(root):
         row, boxes, video, _ = first_tracked_video()
-        params = AlignParams(backend="dlib", color=True)
-        out = tmp_path / "colour.npz"
-        details = align_video(video, None, boxes, pd.DataFrame(), params, make_landmarker(params), out)
-        arrays, meta = load_aligned(out)
-        assert arrays["crops"].shape == (30, 96, 96, 3) and arrays["crops"].dtype == np.uint8
-        assert not meta["has_audio"] and not arrays["audio"].any() and "no audio" in details["note"]
-        gray, _ = _aligned(root, "gridt")[row["video_id"]]
-        luma = arrays["crops"].astype(float) @ [0.299, 0.587, 0.114]
-        assert np.abs(luma - gray["crops"][:30]).mean() < 8  # the same picture, in colour
-        import preprocess.align.stage as align_stage
-
-        original = align_stage.output_path
-        align_stage.output_path = lambda corpus, video_id: out
-        try:
-            [(key, members, manifest_row)] = crop.video_samples("gridt", row, lambda p: "h")
-        finally:
-            align_stage.output_path = original
-        import json
-
-        meta_json = json.loads(members[3][1])
-        assert meta_json["has_audio"] is False and meta_json["color"] is True and manifest_row["has_audio"] is False
+        samples = {}
+        for color in (True, False):
+            params = AlignParams(backend="dlib", color=color)
+            out = tmp_path / f"{color}.npz"
+            align_video(video, boxes, pd.DataFrame(), params, make_landmarker(params), out)
+            [(_, samples[color])] = render_samples("gridt", row, load_aligned(out, keys), video, None, lambda p: "h")
+    fields = {color: {name.split(".", 1)[1]: data for name, data in members} for color, members in samples.items()}
+    colour, gray = load_npy(fields[True]["video.npy"]), load_npy(fields[False]["video.npy"])
+    assert colour.shape == (30, 96, 96, 3) and colour.dtype == np.uint8 and gray.shape == (30, 96, 96)
+    luma = colour.astype(float) @ [0.299, 0.587, 0.114]
+    assert np.abs(luma - gray).mean() < 1.0  # the same picture, in colour (gray: converted before the warp)
+    assert gray.std() > 10  # a real image, not a constant border
+    assert load_npy(fields[True]["audio.npy"]).shape == (30, 640) and not load_npy(fields[True]["audio.npy"]).any()
+    meta_json = json.loads(fields[True]["json"])
+    assert meta_json["has_audio"] is False and meta_json["color"] is True
+    assert manifest_row(samples[True])["has_audio"] is False

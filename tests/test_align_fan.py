@@ -26,11 +26,12 @@ def test_heatmap_peak_maps_back_to_the_frame_point():
 
 @pytest.mark.skipif(bool(MISSING), reason=MISSING)
 def test_fan_and_dlib_paths_give_identically_shaped_samples(monkeypatch, tmp_path):
+    from preprocess.align import align_video as align_video_mod
     from preprocess.align import stage as align
-    from preprocess.crop import stage as crop
-    from preprocess.align import video as align_video_mod
     from preprocess.align.align_params import AlignParams
+    from preprocess.crop.samples import render_samples
 
+    keys = ("piece", "frame", "crop_transforms", "landmarks_crop")
     root = aligned_project()
     with project_env(root):
         row, boxes, video, audio = first_tracked_video()
@@ -43,12 +44,13 @@ def test_fan_and_dlib_paths_give_identically_shaped_samples(monkeypatch, tmp_pat
         # untrained FAN gives no plausible face: accept every frame to exercise the rest of the path
         monkeypatch.setattr(align_video_mod, "plausible", lambda lm, *a, **k: np.ones(len(lm), bool))
         out = tmp_path / "fan.npz"
-        details = align_video_mod.align_video(video, audio, boxes, tracks, params, net, out)
+        details = align_video_mod.align_video(video, boxes, tracks, params, net, out)
         assert details["backend"] == "fan" and details["n_frames"] == 30
-        monkeypatch.setattr(align, "output_path", lambda corpus, video_id: out)
-        fan = crop.video_samples("gridt", row, lambda p: "h")
         monkeypatch.undo()
-        dlib = crop.video_samples("gridt", row, lambda p: "h")
+        fan = list(render_samples("gridt", row, align_video_mod.load_aligned(out, keys), video, None,
+                                  lambda p: "h"))
+        stage_output = align_video_mod.load_aligned(align.output_path("gridt", row["video_id"]), keys)
+        dlib = list(render_samples("gridt", row, stage_output, video, None, lambda p: "h"))
 
     def shapes(members):
         out = {}

@@ -5,7 +5,7 @@ import argparse
 import json
 
 import pytest
-from pipeline_project import MISSING, aligned_project, copy_project, project_env
+from pipeline_project import MISSING, aligned_project, copy_project, local_client, project_env
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
@@ -13,20 +13,21 @@ pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
     from pipeline import stages
-    from preprocess.records import FAILED, SKIPPED, StatusRecord, write_record
+    from preprocess.records import FAILED, SKIPPED, StatusRecord, read_record, write_record
 
     root = copy_project(aligned_project(), tmp_path_factory.mktemp("inspect") / "project")
-    with project_env(root):
+    with project_env(root), local_client() as client:
         import pandas as pd
 
         vids = sorted(pd.read_parquet(root / "data_manifests" / "cremadt.parquet").video_id)
         # besides the faceless clip (failed at track), one video failed at align (and so skipped
-        # downstream), with a reason that carries numbers
+        # downstream), with a reason that carries numbers (and the fingerprint of today's params: not stale)
+        fingerprint = read_record("align", "cremadt", vids[0]).fingerprint
         write_record(StatusRecord("cremadt", vids[0], "align", FAILED, "no usable landmarks in any of the 56 "
-                                  "tracked frames (dlib)", "x"))
+                                  "tracked frames (dlib)", fingerprint))
         for corpus in ("gridt", "cremadt"):
-            stages.run("crop", corpus)
-        assert any(r.status == SKIPPED for r in stages.run("crop", "cremadt"))
+            stages.run("crop", corpus, client)
+        assert any(r.status == SKIPPED for r in stages.run("crop", "cremadt", client))
     return root
 
 
@@ -80,7 +81,32 @@ def test_status_counts_per_stage(packed):
     assert table.loc[("gridt", "crop"), "ok"] == 6
     assert table.loc[("cremadt", "track"), "failed"] == 1 and table.loc[("cremadt", "align"), "skipped"] == 1
     assert table.loc[("cremadt", "align"), "failed"] == 1 and table.loc[("cremadt", "crop"), "skipped"] == 2
-    assert (table.pending == 0).all()
+    assert (table.pending == 0).all() and (table.note == "").all()
+
+
+@pytest.mark.parametrize("change, stale, cremadt_crop", [
+    # a crop param: only crop's records are stale; cremadt's failed-at-align video stays skipped at crop
+    (("maxcount: 4", "maxcount: 5"), {"crop"}, (3, 2)),
+    # an align param: align and all below; the video failed at align would be redone, so its crop row too
+    (("smooth_window: 6", "smooth_window: 5"), {"align", "crop"}, (4, 1)),
+])
+def test_status_counts_stale_records_as_pending(packed, tmp_path, change, stale, cremadt_crop):
+    """A record made with other params than today's is pending ("stale"), never ok; so is everything below it."""
+    from pipeline import status
+
+    root = copy_project(packed, tmp_path / "project")
+    params = root / "params.yaml"
+    assert change[0] in params.read_text()
+    params.write_text(params.read_text().replace(*change))
+    with project_env(root):
+        table = status.status_table().set_index(["corpus", "stage"])
+    for stage in ("resample", "track", "align", "crop"):
+        row = table.loc[("gridt", stage)]
+        if stage in stale:
+            assert (row.ok, row.pending) == (0, 6) and row.note.startswith("6 stale"), row.to_dict()
+        else:
+            assert (row.ok, row.pending, row.note) == (6, 0, ""), row.to_dict()
+    assert tuple(table.loc[("cremadt", "crop"), ["pending", "skipped"]]) == cremadt_crop
 
 
 def test_corpus_preview_is_a_picture_of_the_shards(packed, tmp_path):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_project import GRID, MISSING, REPO, aligned_project, make_faceless, project_env, project_params
+from pipeline_project import GRID, MISSING, REPO, make_faceless, packed_project, project_env, project_params
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
@@ -93,23 +93,26 @@ def test_a_real_clip_gets_a_probability_a_timeline_and_its_track(scored):
     assert set(v["seconds"]) == {"resample", "track", "align", "score"}
 
 
-def test_the_crops_scored_are_the_align_stages_crops(scored):
+def test_the_crops_scored_are_the_crop_stages_crops(scored):
     """predict runs the stages' code with the stages' params: its clip logits are the detector's logits on
-    the crops the align stage wrote for the same clip in the test pipeline project."""
+    the crops the crop stage packed for the same clip in the test pipeline project."""
     import pandas as pd
 
     from preprocess import paths
-    from preprocess.align import stage as align_stage
-    from preprocess.align.align_video import load_aligned
+    from preprocess.contract import sample_key
+    from preprocess.shardformat import read_sample
     from train.scoring import load_detector, video_clip_logits
 
-    with project_env(aligned_project()):
+    root = packed_project()
+    with project_env(root):
         manifest = pd.read_parquet(paths.source_manifest_path("gridt"))
         video_id = manifest.loc[manifest.relpath == GRID[0].name, "video_id"].item()
-        arrays, _ = load_aligned(align_stage.output_path("gridt", video_id), keys=("crops", "frame"))
-    assert arrays["frame"].tolist() == list(range(75))
+        shards = pd.read_parquet(root / "data" / "shards" / "gridt" / "manifest.parquet").set_index("key")
+        key = sample_key("gridt", video_id, 0)
+        sample = read_sample(root / "data" / "shards" / "gridt" / shards.loc[key, "shard"], key)
+    assert (sample["json"]["start_frame"], sample["json"]["end_frame"]) == (0, 75)
     detector, _ = load_detector(scored["detector"])
-    expected = video_clip_logits(detector, arrays["crops"])
+    expected = video_clip_logits(detector, sample["video.npy"])
     got = [c["logit"] for c in scored["videos"]["real"]["timeline"]]
     np.testing.assert_allclose(got, expected, atol=1e-4)
 

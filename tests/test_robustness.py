@@ -117,6 +117,27 @@ def test_level_0_is_the_clean_path_and_corruptions_change_the_crops(stage):
                    zip(again, video_crops(video, npz, v.pieces, Corruption("compression", 2), params, v.video_id)))
 
 
+def test_keep_crops_stores_the_corrupted_crops_it_scored(stage, tmp_path):
+    from preprocess.corrupt import Corruption, RobustnessParams
+    from train.robustness import eval_videos, score_all, video_crops
+    from train.scoring import load_detector
+
+    params = RobustnessParams(types=["jpeg"], levels={"jpeg": [3]}, keep_crops=True)
+    det, _ = load_detector(stage / "detector.pt")
+    with project_env(stage):
+        videos = eval_videos(stage / "data" / "collect").iloc[:1]
+        rows = score_all(det, videos, stage / "data" / "align", stage / "data" / "resample", params, "cpu", 8,
+                         tmp_path, progress=False)
+        v = videos.iloc[0]
+        expected = video_crops(stage / "data" / "resample" / v.corpus / "video" / f"{v.video_id}.mkv",
+                               stage / "data" / "align" / v.corpus / "aligned" / f"{v.video_id}.npz", v.pieces,
+                               Corruption("jpeg", 1), params, v.video_id)
+    assert list(rows["status"]) == ["scored", "scored"]
+    kept = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.npy"))
+    assert kept == [f"clean-0/{v.corpus}/{v.video_id}.npy", f"jpeg-1/{v.corpus}/{v.video_id}.npy"]
+    assert np.array_equal(np.load(tmp_path / kept[1]), np.concatenate(expected))
+
+
 def test_untrained_detector_writes_valid_empty_outputs(proj, tmp_path):
     from train.scoring import save_untrained
 

@@ -100,11 +100,15 @@ def robustness(rb: dict | None) -> list[str]:
     top = max((len(levels) for levels in (rb.get("levels") or {}).values()), default=0)
     clean = rb["clean"]["all"]["auc"]
     rows = ["| type | " + " | ".join(str(i) for i in range(top + 1)) + " |", "|---" * (top + 2) + "|"]
-    for t, by_level in (rb.get("corruptions") or {}).items():
+    by_type = rb.get("corruptions") or {}
+    for t in [t for t in rb.get("types") or sorted(by_type) if t in by_type]:  # params order (JSON sorts keys)
+        by_level = by_type[t]
         cells = [pct(clean)] + [pct(by_level[str(i)]["all"]["auc"]) if str(i) in by_level else ""
                                 for i in range(1, top + 1)]
         rows.append(f"| {t} | " + " | ".join(cells) + " |")
-    params = "; ".join(f"{t}: {', '.join(str(x) for x in levels)}" for t, levels in (rb.get("levels") or {}).items())
+    levels = rb.get("levels") or {}
+    params = "; ".join(f"{t}: {', '.join(str(x) for x in levels[t])}" for t in rb.get("types") or sorted(levels)
+                       if t in levels)
     c = rb["clean"]["all"]
     return lines + rows + ["", f"{v.get('scored_clean', 0)} of {v['selected']} selected eval videos scored "
                                 f"({c['n_real']} real, {c['n_fake']} fake; {v.get('listed', 0)} listed, at most "

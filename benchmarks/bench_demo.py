@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    params = demo_params({"identities": 6, "corpora": {"bench": {"clips": 1, "methods": list(METHODS)}}})
+    params = demo_params({"demo": {"identities": 6, "corpora": {"bench": {"clips": 1, "methods": list(METHODS)}}}})
     clips = plan(params, "bench")[:args.clips]
     render_clip(params, clips[0])  # face geometry of the photos found once, outside the timing
     render_s = write_s = 0.0

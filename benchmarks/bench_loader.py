@@ -29,7 +29,8 @@ def repeated_corpus(shards: list, clips: int, shard_size: int, out_dir: Path) ->
     an epoch of real clips as long as wanted, with honest sample counts."""
     import webdataset as wds
 
-    from train.data import ShardInfo, iter_samples
+    from preprocess.shardformat import iter_samples
+    from train.data import ShardInfo
 
     samples = [{k: bytes(v) if isinstance(v, (bytes, bytearray)) else v for k, v in s.items() if k != "__url__"}
                for s in iter_samples([s.path for s in shards])]

@@ -92,7 +92,7 @@ def child_align(video: Path, audio: Path, boxes_out: Path) -> dict:
     out = boxes_out.with_suffix(".npz")
     before = rss_now_mb()
     start = time.perf_counter()
-    details = align_video(video, audio, boxes, tracks, params, landmarker, out)
+    details = align_video(video, boxes, tracks, params, landmarker, out)
     seconds = time.perf_counter() - start
     out.unlink()
     return {"frames": details["n_frames"], "seconds": seconds, "rss_before_mb": before}

@@ -36,7 +36,6 @@ def main() -> None:
     from pipeline.manifest import scan_corpus, write_manifest
     from pipeline.corpora import get_corpus, load_params
     from pipeline import stages
-    from preprocess.crop import stage as crop
 
     if h.MISSING:
         raise SystemExit(h.MISSING)
@@ -57,7 +56,8 @@ def main() -> None:
             write_manifest(scan_corpus(get_corpus(name, params)), root / "data_manifests" / f"{name}.parquet")
         for step, fn in (("resample", lambda n: stages.run("resample", n, client)),
                          ("track", lambda n: stages.run("track", n, client)),
-                         ("align", lambda n: stages.run("align", n, client)), ("crop", crop.run)):
+                         ("align", lambda n: stages.run("align", n, client)),
+                         ("crop", lambda n: stages.run("crop", n, client))):
             start = time.perf_counter()
             for name in ("gridt", "cremadt"):
                 fn(name)
@@ -83,7 +83,7 @@ def read_paths() -> dict:
     training loader's own path (train.data: local tar reader, .npy viewed in place)."""
     import webdataset as wds
 
-    from train.data import decode_sample, iter_samples
+    from preprocess.shardformat import decode_sample, iter_samples
 
     def generic(urls):
         for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode():

@@ -131,11 +131,11 @@ def _corpus(args) -> int:
 
 def _stage(args) -> int:
     from pipeline import stages
-    from pipeline.cluster import ClusterError, dask_client
+    from pipeline.cluster import ClusterError, StageCluster
 
     try:
-        with dask_client(args.scheduler, args.workers) as client:
-            stages.run(args.stage, args.corpus, client)
+        with StageCluster(args.scheduler, args.workers) as cluster:  # started only for enough work
+            stages.run(args.stage, args.corpus, cluster)
     except ClusterError as exc:  # unreachable, no workers, other code: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,9 @@
 Where the work runs: an existing scheduler when an address is given (CLI --scheduler, $DASK_SCHEDULER_ADDRESS
 or `cluster.scheduler`: workers started by hand, dask-kubernetes ...), a dask-jobqueue SLURMCluster when
 `cluster.kind` (or $AVLIPS_CLUSTER) is `slurm`, otherwise an embedded LocalCluster of single-threaded
-worker processes. All of it is runtime settings: the `cluster:` section of params.yaml is listed by no
+worker processes. A local stage with fewer than `cluster.inprocess_below` videos left to do starts no cluster
+at all: its stage process runs them itself, one after the other (StageCluster, pipeline/runner.py), since
+starting workers and loading their models costs more than a few videos. All of it is runtime settings: the `cluster:` section of params.yaml is listed by no
 stage in dvc.yaml and enters no fingerprint, so it never changes results or DVC hashes.
 
 On connecting: fail in one plain line when the scheduler cannot be reached (`connect_timeout`) or has no
@@ -16,18 +18,16 @@ import logging
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 
-import dask
-from distributed import Client, LocalCluster
+from typing import TYPE_CHECKING
 
 from pipeline.codeversion import code_version, version_probe
 from pipeline.corpora import load_params
+from preprocess.settings import from_dict
 
-# A video that kills its worker (a decoder crash) would otherwise be rescheduled onto 3 more workers and
-# kill them too. This reaches only the embedded scheduler; on any other the runner's own guard (at most
-# two starts per video and run, pipeline/runner.py) holds whatever the scheduler's settings.
-dask.config.set({"distributed.scheduler.allowed-failures": 0})
+if TYPE_CHECKING:  # distributed is imported where a cluster starts: a stage run in process never needs it
+    from distributed import Client
 
 KINDS = ("local", "slurm")
 
@@ -57,41 +57,79 @@ class ClusterSettings:
     connect_timeout: float = 10.0  # s: an unreachable scheduler is an error after this (and dask's reconnect window)
     worker_timeout: float = 120.0  # s: a scheduler with no worker is an error after this
     memory_limit: str = "auto"     # per local worker ("auto": the machine's memory / workers), e.g. 8GiB
+    inprocess_below: int = 4       # local: fewer videos to do than this run in the stage process (0: never)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
 
-def _known(cls, section: dict, where: str) -> dict:
-    unknown = set(section) - {f.name for f in fields(cls)}
-    if unknown:
-        raise ValueError(f"params.yaml {where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                         f"known: {', '.join(f.name for f in fields(cls))}")
-    return {k: v for k, v in section.items() if v is not None}  # null: the default
+def _without_nulls(section: dict) -> dict:
+    """A null in `cluster:` means "the default", not None (e.g. `scheduler:` left empty)."""
+    return {k: _without_nulls(v) if isinstance(v, dict) else v for k, v in section.items() if v is not None}
 
 
 def cluster_settings(params: dict | None = None) -> ClusterSettings:
     """The `cluster:` section of params.yaml (defaults when absent); $AVLIPS_CLUSTER overrides its kind."""
-    section = dict((load_params() if params is None else params).get("cluster") or {})
-    values = _known(ClusterSettings, section, "cluster")
-    slurm = _known(SlurmSettings, dict(values.pop("slurm", None) or {}), "cluster.slurm")
-    for key in ("job_extra_directives", "prologue"):
-        if key in slurm:
-            slurm[key] = tuple(slurm[key])
-    values["kind"] = os.environ.get("AVLIPS_CLUSTER") or values.get("kind", "local")
-    if values["kind"] not in KINDS:
-        raise ValueError(f"cluster kind {values['kind']!r} (params.yaml cluster.kind or $AVLIPS_CLUSTER) "
+    section = _without_nulls(dict((load_params() if params is None else params).get("cluster") or {}))
+    settings = from_dict(ClusterSettings, section, "cluster")
+    kind = os.environ.get("AVLIPS_CLUSTER") or settings.kind
+    if kind not in KINDS:
+        raise ValueError(f"cluster kind {kind!r} (params.yaml cluster.kind or $AVLIPS_CLUSTER) "
                          f"is not one of {', '.join(KINDS)}")
-    return ClusterSettings(**values, slurm=SlurmSettings(**slurm))
+    return replace(settings, kind=kind)
 
 
 def default_workers() -> int:
     return int(os.environ.get("AVLIPS_WORKERS", 0)) or (os.cpu_count() or 1)
 
 
+def scheduler_address(scheduler: str | None, settings: ClusterSettings) -> str | None:
+    return scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or settings.scheduler
+
+
+class StageCluster:
+    """The client of one stage run, started on first need: `client_for(n)` is None when the n videos to do
+    run in this process (a local cluster, n < inprocess_below, and no earlier run of this stage died
+    mid-video), else a checked client, started once and kept until close. A scheduler address or SLURM
+    always gets the cluster, connected on entering, as before any work: the user chose where the work runs,
+    and a wrong address fails first."""
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None,
+                 settings: ClusterSettings | None = None):
+        self.scheduler, self.workers = scheduler, workers
+        self.settings = settings or cluster_settings()
+        self.client = None
+        self._stack = contextlib.ExitStack()
+
+    def local(self) -> bool:
+        return self.settings.kind == "local" and scheduler_address(self.scheduler, self.settings) is None
+
+    def in_process(self, videos: int, crashed_before: bool = False) -> bool:
+        return (self.client is None and not crashed_before and self.local()
+                and videos < self.settings.inprocess_below)
+
+    def client_for(self, videos: int, crashed_before: bool = False) -> "Client | None":
+        if self.in_process(videos, crashed_before):
+            return None
+        if self.client is None:
+            self.client = self._stack.enter_context(dask_client(self.scheduler, self.workers, self.settings))
+        return self.client
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> "StageCluster":
+        if not self.local():
+            self.client_for(0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, workers: int | None = None, settings: ClusterSettings | None = None):
     """A checked client: reachable scheduler, at least one worker, every worker on the client's code."""
     settings = settings or cluster_settings()
-    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or settings.scheduler
+    address = scheduler_address(scheduler, settings)
     if address:
         with connect(address, settings) as client:
             yield client
@@ -99,6 +137,13 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, settin
         with slurm_cluster(settings.slurm) as cluster, connect(cluster, settings) as client:
             yield client
     else:
+        import dask
+        from distributed import LocalCluster
+
+        # A video that kills its worker (a decoder crash) would otherwise be rescheduled onto 3 more workers
+        # and kill them too. This reaches only the embedded scheduler; on any other the runner's own guard
+        # (at most two starts per video and run, pipeline/runner.py) holds whatever the scheduler's settings.
+        dask.config.set({"distributed.scheduler.allowed-failures": 0})
         with LocalCluster(
             n_workers=workers or default_workers(),
             threads_per_worker=1,  # media libraries bring their own threads; one task per process
@@ -114,6 +159,8 @@ def dask_client(scheduler: str | None = None, workers: int | None = None, settin
 @contextlib.contextmanager
 def connect(address, settings: ClusterSettings):
     """A client of `address` (or of a cluster object), failing in plain words instead of hanging."""
+    from distributed import Client
+
     name = getattr(address, "scheduler_address", address)
     try:
         client = Client(address, timeout=settings.connect_timeout)
@@ -132,7 +179,7 @@ def connect(address, settings: ClusterSettings):
         yield client
 
 
-def check_code_versions(client: Client) -> None:
+def check_code_versions(client: "Client") -> None:
     """Refuse (rather than ship code) when a worker imports other project code than this client: shipped
     modules cannot replace ones a long-lived worker already imported, nor the libraries beneath them."""
     mine, here = code_version()

@@ -1,4 +1,5 @@
-"""Run one stage's per-video work on dask, skipping finished videos and recording every outcome.
+"""Run one stage's per-video work on dask (or, for a few videos, in this process: cluster.inprocess_below),
+skipping finished videos and recording every outcome.
 
 A video is finished when its status record exists with the same fingerprint (inputs + params). Work
 functions raise StageFailure for expected, deterministic failures; the wrapper turns those, and any
@@ -19,9 +20,8 @@ import traceback
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from distributed import Client, as_completed
 from tqdm import tqdm
 
 from pipeline.cluster import ClusterError
@@ -31,6 +31,11 @@ from preprocess.fileio import prune_outputs, remove_leftover_tmp_files
 from preprocess.records import (FAILED, OK, StageFailure, StatusRecord, VideoTask, read_record, write_record,
                                 write_status_table)
 from preprocess.settings import stable_hash
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from pipeline.cluster import StageCluster
 
 
 STARTS_PER_RUN = 2  # a video that killed its worker is started once more, then it is a failed row
@@ -76,9 +81,13 @@ def _run_work(work: WorkFn, task: VideoTask) -> StatusRecord:
     return record
 
 
-def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn, client: Client,
-              settled: list[StatusRecord] = (), window_per_worker: int = 4) -> list[StatusRecord]:
+def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn,
+              client: Client | StageCluster | None, settled: list[StatusRecord] = (),
+              window_per_worker: int = 4) -> list[StatusRecord]:
     """Process `tasks` not already finished; `settled` are rows decided without work (e.g. missing sources).
+
+    `client`: a dask client; a StageCluster, which picks this process or its cluster by the work left;
+    or None, this process.
 
     Returns the records of every video, and writes the stage's status table.
     """
@@ -99,10 +108,14 @@ def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn, cli
     if todo:
         run, root, code = run_id(todo), str(paths.project_root()), code_version()[0]
         claims = _claims_dir(stage, corpus)
-        shutil.rmtree(claims, ignore_errors=True)  # left by a killed run
+        crashed_before = claims.exists()  # left by a run killed mid-video: give this one the crash guard
+        shutil.rmtree(claims, ignore_errors=True)
+        if hasattr(client, "client_for"):
+            client = client.client_for(len(todo), crashed_before)
+        todo = [replace(t, run=run, root=t.root or root, code=t.code or code) for t in todo]
         try:
-            records += _run_on_dask(stage, corpus, [replace(t, run=run, root=root, code=code) for t in todo], work, client,
-                                    window_per_worker)
+            records += _run_in_process(stage, corpus, todo, work) if client is None else \
+                _run_on_dask(stage, corpus, todo, work, client, window_per_worker)
         finally:
             shutil.rmtree(claims, ignore_errors=True)  # not an output: never in the DVC-tracked folder
     _prune_stale_records(stage, corpus, {t.video_id for t in tasks} | {r.video_id for r in settled})
@@ -150,6 +163,20 @@ def _claim_start(task: VideoTask) -> Path | None:
     return None
 
 
+def _run_in_process(stage, corpus, todo, work) -> list[StatusRecord]:
+    """The same per-video path as a worker's (claims, records), one video after another in this process:
+    no worker start or model load per process. A video that kills the process leaves its claim, so the
+    next run of the stage takes the cluster and its crash guard."""
+    print(f"{stage}@{corpus}: {len(todo)} videos in this process (fewer than cluster.inprocess_below)",
+          file=sys.stderr)
+    results = []
+    with tqdm(total=len(todo), desc=f"{stage}@{corpus}", unit="video", file=sys.stderr) as bar:
+        for task in todo:
+            results.append(execute(work, task))
+            bar.update(1)
+    return results
+
+
 def _run_on_dask(stage, corpus, todo, work, client, window_per_worker) -> list[StatusRecord]:
     # A bounded window of futures in flight keeps the scheduler small for corpora of millions of videos.
     workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
@@ -176,6 +203,8 @@ def _run_on_dask(stage, corpus, todo, work, client, window_per_worker) -> list[S
 
 def _stream(client: Client, work: WorkFn, tasks: list[VideoTask], window: int, attempt: int):
     """Yield (task, record or the exception that lost its worker) as tasks finish, `window` at a time."""
+    from distributed import as_completed
+
     pending = iter(tasks)
     by_key = {}
 

@@ -16,21 +16,6 @@ def tmp_path_for(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path):
-    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path_for(path)
-    try:
-        yield tmp
-        fsync_file(tmp)  # the data reaches the disk before the name does: a power cut leaves old or new, not empty
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-@contextlib.contextmanager
 def scratch_path(beside: Path):
     """Yield a temporary path next to `beside` that is always removed afterwards."""
     beside = Path(beside)
@@ -41,6 +26,21 @@ def scratch_path(beside: Path):
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed."""
+    with scratch_path(path) as tmp:
+        yield tmp
+        replace_durably(tmp, path)
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Rename `tmp` to `path` once its data is on disk: a power cut leaves the old file or the new, never an
+    empty one under the final name."""
+    fsync_file(tmp)
+    os.replace(tmp, path)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

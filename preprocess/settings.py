@@ -42,10 +42,19 @@ def from_dict(cls, values: dict | None, where: str | None = None, **fixed):
                 keys = ", ".join(f.name for f in dataclasses.fields(kind))
                 raise ValueError(f"params.yaml {where}.{name} is a section ({keys}), not {value!r}")
             value = from_dict(kind, value, f"{where}.{name}")
+        elif _dataclass_values(kind) and isinstance(value, dict):  # dict[str, Section]: named sections
+            value = {key: from_dict(_dataclass_values(kind), entry, f"{where}.{name}.{key}")
+                     for key, entry in value.items()}
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs, **fixed)
+
+
+def _dataclass_values(kind):
+    """X for a `dict[str, X]` field whose X is a dataclass, else None."""
+    args = typing.get_args(kind) if typing.get_origin(kind) is dict else ()
+    return args[1] if len(args) == 2 and dataclasses.is_dataclass(args[1]) else None
 
 
 def section(params: dict, path: str, cls, **fixed):

@@ -22,7 +22,7 @@ import numpy as np
 import webdataset as wds
 
 from preprocess.contract import SAMPLE_FIELDS, SAMPLES_PER_FRAME
-from preprocess.fileio import sha256_file, tmp_path_for
+from preprocess.fileio import replace_durably, sha256_file, tmp_path_for
 
 BLOCK = 512
 
@@ -146,7 +146,7 @@ class ShardWriter:
         if final.exists() and final.stat().st_size == size and sha256_file(final) == digest:
             self._tmp.unlink()  # identical shard already in place: keep it (and its mtime)
         else:
-            os.replace(self._tmp, final)
+            replace_durably(self._tmp, final)
         self.shards.append(ShardInfo(final.name, self.split, self._count, size, digest))
         self._tar = self._file = self._tmp = None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 
 from preprocess.paths import project_path
 
@@ -39,6 +38,8 @@ def weights_folder() -> Path | None:
 
 def hub_checkpoint(filename: str) -> Path:
     """Where face-alignment (and torch.hub) keep downloaded weights: $TORCH_HOME/hub/checkpoints/."""
+    import torch  # only when a weight file is looked up there: the stages import this module on every run
+
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 

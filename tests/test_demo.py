@@ -16,7 +16,7 @@ TINY = {"seed": 3, "identities": 2, "seconds": 2.0, "fps": 30, "size": 160,
 
 @pytest.fixture(scope="module")
 def tiny():
-    params = demo_params(TINY)
+    params = demo_params({"demo": TINY})
     clip = plan(params, "c")[1]
     return params, clip, render_clip(params, clip)
 
@@ -36,7 +36,7 @@ def test_same_seed_same_bytes_other_seed_other_clip(tiny, tmp_path):
         write_video(path, videos["jitter"], params.fps, audio, params.sample_rate)
     assert paths[0].read_bytes() == paths[1].read_bytes()
     assert paths[0].stat().st_mtime_ns == FIXED_MTIME_NS
-    other = demo_params({**TINY, "seed": 4})
+    other = demo_params({"demo": {**TINY, "seed": 4}})
     assert not np.array_equal(render_clip(other, plan(other, "c")[1])[0], audio)
 
 
@@ -114,3 +114,12 @@ def test_dlib_detector_finds_the_demo_face_with_retinafaces_contract(tiny):
         assert x1 < mx < x2 and y1 < my < y2  # the box holds the mouth
     with pytest.raises(ValueError, match="not known"):
         make_detector("blazeface", DetectorParams())
+
+
+def test_demo_params_are_strict_with_the_key_path():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"params.yaml demo\.corpora\.x: unknown key\(s\) method\b"):
+        demo_params({"demo": {"corpora": {"x": {"clips": 1, "method": ["jitter"]}}}})
+    parsed = demo_params({"demo": {"corpora": {"x": {"clips": 2, "methods": ["jitter"]}}}})
+    assert parsed.corpora["x"].clips == 2 and parsed.corpora["x"].methods == ("jitter",)

@@ -38,7 +38,7 @@ def test_every_demo_video_reaches_a_shard(tmp_path):
                     records = stages.run(stage, name, client)
                     bad = [(r.video_id, r.reason) for r in records if r.status != "ok"]
                     assert not bad, f"{stage}@{name}: {bad}"
-                stages.run("crop", name)
+                stages.run("crop", name, client)
                 manifest = pd.read_parquet(paths.source_manifest_path(name))
                 shards = pd.read_parquet(paths.project_root() / "data" / "shards" / name / "manifest.parquet")
                 assert set(shards.video_id) == set(manifest.video_id)

@@ -9,13 +9,12 @@ import webdataset as wds
 from pipeline_project import MISSING, collected_shards, npy_bytes, pretrain_shards, read_samples, repack
 
 from train.augment import AugmentConfig, augment_clip
+from preprocess.shardformat import decode_sample, iter_samples
 from train.data import (
     LoaderConfig,
     ShardInfo,
     TrainWindows,
-    decode_sample,
     eval_windows,
-    iter_samples,
     read_index,
     train_loader,
 )

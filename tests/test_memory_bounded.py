@@ -143,12 +143,12 @@ def test_npz_loads_like_savez_and_has_the_same_bytes_every_time(tmp_path):
 
 
 def test_shard_npy_fast_path_matches_np_load():
-    """train.data views .npy members in place instead of np.load's copy (the shard read path): same arrays,
-    and anything its header pattern does not cover still goes through np.load."""
+    """The shard reader views .npy members in place instead of np.load's copy: same arrays, and anything its
+    header pattern does not cover still goes through np.load."""
     import io
 
+    from preprocess.shardformat import load_npy as _load_npy
     from preprocess.shardformat import npy_bytes
-    from train.data import _load_npy
 
     rng = np.random.default_rng(2)
     arrays = [rng.integers(0, 255, (5, 96, 96), np.uint8), rng.standard_normal((3, 640)).astype(np.float32),

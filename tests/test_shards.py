@@ -282,11 +282,15 @@ def test_killed_crop_run_resumes_to_the_same_bytes(grown, tmp_path, monkeypatch,
     root = copy_project(source, tmp_path / "project")
     calls = {"n": 0}
     if kill_at == "staging":
-        def dying(path):  # the second staged shard is written, then the process dies
+        from preprocess import shardformat
+
+        def dying(tmp, path):  # the first staged shard is complete, the second dies before its rename
             calls["n"] += 1
             if calls["n"] == 2:
                 raise Killed
-        monkeypatch.setattr(pack, "fsync_file", dying)
+            real(tmp, path)
+        real = shardformat.replace_durably
+        monkeypatch.setattr(shardformat, "replace_durably", dying)
     else:
         real_replace = os.replace
 

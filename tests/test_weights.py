@@ -48,7 +48,7 @@ def test_configured_path_that_is_missing_is_the_error(project, hub, tmp_path, mo
 
 
 def test_track_needs_no_weights_with_dlib(project, hub):
-    from pipeline.stages.track import weight_files
+    from preprocess.track.stage import weight_files
 
     assert weight_files({"weights": {"retinaface": None}}, "dlib") == {"retinaface": None, "syncnet": None}
     with pytest.raises(FileNotFoundError, match="weights.retinaface"):  # RetinaFace still needs its file

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from preprocess.shardformat import decode_sample, iter_samples
 from train.augment import AugmentConfig, augment_clip
-from train.data import EpochBatches, decode_sample, iter_samples
+from train.data import EpochBatches
 
 BALANCE = ("pretrain_reals", "oversample", "none")
 

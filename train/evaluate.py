@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from preprocess.settings import load_yaml, section
 from train.distributed import cleanup, init_from_env
-from preprocess.settings import load_yaml
 from train.metrics import labels01, roc_points, summary
 from train.scoring import load_detector, untrained_reason
 from train.videoscores import VideoScore, score_videos
@@ -31,6 +31,13 @@ from train.videoscores import VideoScore, score_videos
 GROUPS = {"finetune_test": ("finetune", "test"), "eval": ("eval", "test")}
 COLUMNS = ["group", "corpus", "video_id", "split", "label", "method", "n_clips", "n_segments", "score",
            "probability", "status", "reason"]
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """params.yaml `evaluate:`."""
+    batch_size: int = 32  # clips per forward
+    datasets: dict = field(default_factory=dict)  # Table 3 columns: NAME -> [corpora]; empty: one per eval corpus
 
 
 def group_entries(collect: Path, role: str, split: str) -> list[dict]:
@@ -202,13 +209,12 @@ def main(argv=None) -> None:
         import torch
 
         torch.set_num_threads(a.threads)
-    params = load_yaml(a.params)
-    ev = params.get("evaluate") or {}
+    ev = section(load_yaml(a.params), "evaluate", EvaluateParams)
     info = init_from_env()
     try:
         groups = ("finetune_test",) if a.method else tuple(GROUPS)
         df, metrics = evaluate(a.detector, Path(a.collect), Path(a.manifests), Path(a.crop_status),
-                               int(ev.get("batch_size", 32)), ev.get("datasets") or {}, tuple(a.method or ()),
+                               ev.batch_size, ev.datasets, tuple(a.method or ()),
                                groups, info)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None

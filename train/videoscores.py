@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from models.detector import Detector
-from train.data import decode_sample, iter_samples
+from preprocess.shardformat import decode_sample, iter_samples
 from train.scoring import video_clip_logits
 
 

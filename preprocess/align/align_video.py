@@ -31,7 +31,7 @@ from preprocess.records import SKIPPED, StageFailure
 from preprocess.align import geometry, mouth
 from preprocess.align.align_params import AlignParams
 from preprocess.align.npz import save_npz
-from preprocess.align.smoothing import interpolate, moving_average, split_pieces
+from preprocess.align.smoothing import interpolate, smooth_landmarks, split_pieces
 from preprocess.media import iter_frame_batches
 
 BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
@@ -152,7 +152,7 @@ def _align_pieces(boxes: pd.DataFrame, tracks: pd.DataFrame, params: AlignParams
             sel = idx[s:e]
             ok = seg_valid[s:e]
             raw = interpolate(landmarks[sel], ok)
-            smooth = moving_average(raw, params.smooth_window)
+            smooth = smooth_landmarks(raw, params.smoothing, params.smooth_window, params.follow_speed)
             to_can = np.stack([geometry.to_canonical(p) for p in smooth])
             crop_tf, centres = mouth.crop_transforms(to_can, smooth)
             lm_crop = geometry.apply(crop_tf, raw).astype(np.float32)

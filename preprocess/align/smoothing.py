@@ -1,7 +1,14 @@
-"""Landmark gaps and smoothing: interpolate short gaps, split at long ones, centred moving average."""
+"""Landmark gaps and smoothing: interpolate short gaps, split at long ones, centred moving average, and the
+motion-following smoothing built on it (moving average of the face shape, lag-corrected head position)."""
 from __future__ import annotations
 
 import numpy as np
+
+from preprocess.align.geometry import ALIGN_POINTS, TEMPLATE
+
+# The head's position for `follow_motion`: the nose tip and eye corners (the points the canonical transform is
+# fitted to), which speech does not move; the centroid of all 68 points moves with the jaw.
+ANCHOR = ALIGN_POINTS
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -64,3 +71,79 @@ def moving_average(points: np.ndarray, half_window: int) -> np.ndarray:
     h = np.minimum(half_window, np.minimum(t, n - 1 - t))
     out = (csum[t + h + 1] - csum[t - h]) / (2 * h + 1)[:, None]
     return out.reshape(points.shape)
+
+
+def local_quadratic(points: np.ndarray, half_window: int) -> np.ndarray:
+    """Centred Savitzky-Golay filter of order 2 (local quadratic fit, its value at the centre frame) over
+    +-half_window frames; like `moving_average`, the window shrinks symmetrically near the ends (down to the
+    raw value on the first and last frame). Unbiased on constant-acceleration motion, noisier than the
+    moving average of the same window."""
+    points = np.asarray(points, np.float64)
+    n = len(points)
+    if half_window <= 0 or n < 3:
+        return points.copy()
+    flat = points.reshape(n, -1)
+    out = np.empty_like(flat)
+    t = np.arange(n)
+    h_of_t = np.minimum(half_window, np.minimum(t, n - 1 - t))
+    for h in np.unique(h_of_t):
+        rows = np.flatnonzero(h_of_t == h)
+        w = savgol_weights(int(h))
+        out[rows] = np.einsum("k,tkc->tc", w, flat[rows[:, None] + np.arange(-h, h + 1)])
+    return out.reshape(points.shape)
+
+
+def savgol_weights(half_window: int) -> np.ndarray:
+    """Weights (2h+1,) of the order-2 least-squares fit's value at the centre (h = 0: the raw value)."""
+    k = np.arange(-half_window, half_window + 1, dtype=np.float64)
+    if half_window == 0:
+        return np.ones(1)
+    vander = np.stack([np.ones_like(k), k, k * k], axis=1)
+    return np.linalg.pinv(vander)[0]
+
+
+def follow_motion(points: np.ndarray, half_window: int, speed: float) -> np.ndarray:
+    """Moving average of the landmarks, plus the part of the head's motion that the average misses.
+
+    The face's shape keeps today's +-half_window moving average. The head's position (the centroid of the
+    ANCHOR points) is where a moving average lags: wherever the head accelerates (turns, starts, stops). The gap
+    from its moving average to an order-2 Savitzky-Golay fit of the same window estimates that lag, `d`, and
+    is added to every landmark with a gain g = s^4 / (s^4 + speed^4), s the fastest the head moves within the
+    window (canonical-face px, i.e. crop px, per frame). On a still head, whose landmarks shake with speech and
+    detector noise, g is near 0 (the moving average's jitter); on a moving one near 1 (the quadratic fit's
+    tracking). points: (T, N, 2) frame px, N = 68 (iBUG numbering).
+    """
+    points = np.asarray(points, np.float64)
+    out = moving_average(points, half_window)
+    n = len(points)
+    if half_window <= 0 or n < 3:
+        return out
+    anchor = points[:, list(ANCHOR)]
+    centre = anchor.mean(axis=1)  # (T, 2)
+    average = moving_average(centre, half_window)
+    d = local_quadratic(centre, half_window) - average
+    spread = np.sqrt(((anchor - centre[:, None]) ** 2).sum(-1).mean(-1))  # (T,) frame px
+    template = TEMPLATE - TEMPLATE.mean(0)
+    to_crop_px = np.sqrt((template ** 2).sum(-1).mean()) / max(float(np.median(spread)), 1e-6)
+    velocity = np.linalg.norm(np.gradient(average, axis=0), axis=-1) * to_crop_px
+    s = window_max(velocity, half_window)
+    gain = s ** 4 / (s ** 4 + speed ** 4) if speed > 0 else np.ones(n)
+    return out + (gain[:, None] * d)[:, None, :]
+
+
+def window_max(x: np.ndarray, half_window: int) -> np.ndarray:
+    """Max of a 1-D array over +-half_window (clipped at the ends)."""
+    padded = np.pad(np.asarray(x, np.float64), half_window, mode="edge")
+    return np.lib.stride_tricks.sliding_window_view(padded, 2 * half_window + 1).max(-1)
+
+
+SMOOTHING = ("follow", "moving_average")
+
+
+def smooth_landmarks(points: np.ndarray, method: str, half_window: int, speed: float) -> np.ndarray:
+    """The align stage's landmark smoothing (params align.smoothing, smooth_window, follow_speed)."""
+    if method == "moving_average":
+        return moving_average(points, half_window)
+    if method == "follow":
+        return follow_motion(points, half_window, speed)
+    raise ValueError(f"align.smoothing {method!r} is not one of {', '.join(SMOOTHING)}")

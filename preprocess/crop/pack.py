@@ -5,7 +5,8 @@ Sources: each video's samples come from its per-video tar (just rendered, `data/
 (`data/crop/<corpus>/packed.json`), from the current shards (the manifest names key -> shard).
 
 Two phases. Staging: every shard, the manifest, the index and packed.json are written into
-`data/shards/<corpus>/.staging/` (the current shards stay whole: they are the sources), fsynced, and a
+`data/shards/<corpus>/.staging/` (the current shards stay whole: they are the sources; every file is
+fsynced before its rename), and a
 COMPLETE marker is written. Commit: the indexes are removed (no index ever names a half-replaced set), staged
 shards replace the current ones (an identical one is left untouched), stale shards go, then the manifest,
 packed.json and the indexes; only then are the per-video tars and the staging folder deleted. A kill before the
@@ -25,7 +26,7 @@ import pandas as pd
 from preprocess import paths
 from preprocess.contract import split_order
 from preprocess.crop.samples import manifest_row, read_video_tar
-from preprocess.fileio import fsync_file, sha256_file, write_bytes_atomic, write_parquet_atomic
+from preprocess.fileio import sha256_file, write_bytes_atomic, write_parquet_atomic
 from preprocess.shardformat import ShardWriter, read_ref, scan_shard
 
 STAGE = "crop"
@@ -126,8 +127,6 @@ def pack(corpus: str, videos: list[tuple[str, str, str]], maxcount: int, maxsize
             writer.abort()
             raise
         shards += writer.close()
-    for shard in shards:
-        fsync_file(staging / shard.shard)
     _write_tables(corpus, staging, rows, shards, maxcount, maxsize, fingerprints)
     write_bytes_atomic(staging / COMPLETE, b"")
     commit(corpus)

@@ -32,6 +32,15 @@ def warp_mouth(frame: np.ndarray, crop_transform: np.ndarray) -> np.ndarray:
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def _checked(frames, crop_transforms) -> tuple[np.ndarray, np.ndarray]:
+    frames = np.asarray(frames, np.int64).reshape(-1)
+    crop_transforms = np.asarray(crop_transforms, np.float64)
+    if crop_transforms.shape != (len(frames), 2, 3):
+        raise ValueError(f"crop transforms of shape {crop_transforms.shape} for {len(frames)} frames "
+                         "(want (T, 2, 3))")
+    return frames, crop_transforms
+
+
 def iter_mouths(video: Path, frames: np.ndarray, crop_transforms: np.ndarray, color: bool,
                 frame_transform: FrameTransform | None = None, batch: int = BATCH
                 ) -> Iterator[tuple[int, np.ndarray]]:
@@ -42,11 +51,7 @@ def iter_mouths(video: Path, frames: np.ndarray, crop_transforms: np.ndarray, co
     the index of the batch's first frame), whether listed or not: a transform sees a gap-free video.
     Raises ValueError (plain words) when the video has fewer frames than listed or a transform misbehaves.
     """
-    frames = np.asarray(frames, np.int64).reshape(-1)
-    crop_transforms = np.asarray(crop_transforms, np.float64)
-    if crop_transforms.shape != (len(frames), 2, 3):
-        raise ValueError(f"crop transforms of shape {crop_transforms.shape} for {len(frames)} frames "
-                         "(want (T, 2, 3))")
+    frames, crop_transforms = _checked(frames, crop_transforms)
     if len(frames) and (frames[0] < 0 or np.any(np.diff(frames) < 0)):
         raise ValueError("frame indices must be non-negative and sorted")
     if not len(frames):
@@ -81,11 +86,11 @@ def render_mouths(video: Path, frames: np.ndarray, crop_transforms: np.ndarray, 
     """The mouth crops (T, 96, 96[, 3]) uint8 of the listed frames (indices into the 25 fps video, normally
     sorted; any order is rendered in one decode too), each warped with its frame -> crop transform (T, 2, 3);
     see iter_mouths for `frame_transform`."""
-    frames = np.asarray(frames, np.int64).reshape(-1)
+    frames, crop_transforms = _checked(frames, crop_transforms)
     order = np.argsort(frames, kind="stable")
     out = np.empty((len(frames), CROP_SIZE, CROP_SIZE, *((3,) if color else ())), np.uint8)
     filled = 0
-    for pos, crops in iter_mouths(video, frames[order], np.asarray(crop_transforms)[order], color, frame_transform):
+    for pos, crops in iter_mouths(video, frames[order], crop_transforms[order], color, frame_transform):
         out[order[pos:pos + len(crops)]] = crops
         filled = pos + len(crops)
     if filled != len(out):  # iter_mouths raises first; a guard against silently uninitialised rows

@@ -12,6 +12,7 @@ import numpy as np
 
 from preprocess.demo import animate, fakes, speech
 from preprocess.demo.photos import IDENTITIES, identity_face
+from preprocess.settings import section
 
 REAL = "real"
 
@@ -31,7 +32,7 @@ class DemoParams:
     size: int = 256
     sample_rate: int = 44100
     crf: int = 20
-    corpora: dict = field(default_factory=dict)  # name -> DemoCorpus
+    corpora: dict[str, DemoCorpus] = field(default_factory=dict)
 
     def __post_init__(self):
         if not 1 <= self.identities <= len(IDENTITIES):
@@ -49,14 +50,9 @@ class DemoParams:
         return int(round(self.seconds * self.fps))
 
 
-def demo_params(section: dict) -> DemoParams:
-    unknown = set(section) - set(DemoParams.__dataclass_fields__)
-    if unknown:
-        raise ValueError(f"params.yaml demo: unknown key(s) {', '.join(sorted(unknown))}; "
-                         f"known: {', '.join(DemoParams.__dataclass_fields__)}")
-    corpora = {name: DemoCorpus(int(spec.get("clips", 1)), tuple(spec.get("methods") or ()))
-               for name, spec in (section.get("corpora") or {}).items()}
-    return DemoParams(**{k: v for k, v in section.items() if k != "corpora"}, corpora=corpora)
+def demo_params(params: dict) -> DemoParams:
+    """params.yaml's `demo:` section."""
+    return section(params, "demo", DemoParams)
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def write_sheet(params: DemoParams, name: str, out: Path) -> None:
 def generate(params: dict, workers: int | None = None) -> list[str]:
     """Write every demo corpus's videos, labels and split files, and the contact sheet; returns the corpus
     names (their source manifests are the registry's job: the pipeline scans them next)."""
-    demo = demo_params(params.get("demo") or {})
+    demo = demo_params(params)
     if not demo.corpora:
         raise ValueError("params.yaml demo.corpora lists no corpus: nothing to generate")
     for name in demo.corpora:

@@ -11,9 +11,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 # RetinaFace was trained on BGR images minus these channel means (biubug6/Pytorch_Retinaface).
 BGR_MEAN = (104.0, 117.0, 123.0)
@@ -31,6 +34,8 @@ class DetectorParams:
 
 
 def pick_device() -> str:
+    import torch  # here and below, not at the top: dlib's path and the stages' imports never load torch (3 s)
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -38,6 +43,7 @@ class RetinaFaceBatch:
     """RetinaFace on batches of RGB frames; returns per frame an (n, 5) array x1, y1, x2, y2, score."""
 
     def __init__(self, weights: Path, params: DetectorParams = DetectorParams(), device: str | None = None):
+        import torch
         from face_alignment.detection.retinaface.retinaface_detector import RetinaFaceDetector
 
         self.device = device or pick_device()
@@ -49,16 +55,23 @@ class RetinaFaceBatch:
         self.mean = torch.tensor(BGR_MEAN, device=self.device).view(1, 3, 1, 1)
 
     @functools.lru_cache(maxsize=8)
-    def _priors(self, height: int, width: int) -> torch.Tensor:
+    def _priors(self, height: int, width: int) -> "torch.Tensor":
         from face_alignment.detection.retinaface.prior_box import PriorBox
 
         return PriorBox(self.cfg, image_size=(height, width)).forward().to(self.device)
 
-    @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
         """`frames`: uint8 (B, H, W, 3) RGB. Boxes are in the pixels of these frames."""
+        import torch
+
         if len(frames) == 0:
             return []
+        with torch.inference_mode():
+            return self._detect(frames)
+
+    def _detect(self, frames: np.ndarray) -> list[np.ndarray]:
+        import torch
+
         _, height, width, _ = frames.shape
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
         x = x.permute(0, 3, 1, 2).flip(1).float() - self.mean  # RGB -> BGR, minus means
@@ -112,11 +125,28 @@ def make_detector(name: str, params: DetectorParams, weights: Path | None = None
 
 
 def _nms(dets: np.ndarray, threshold: float) -> np.ndarray:
-    from face_alignment.detection.retinaface.box_utils import py_cpu_nms
-
     if len(dets) == 0:
         return np.zeros((0, 5), np.float32)
-    return dets[py_cpu_nms(dets, threshold)]
+    return dets[_py_cpu_nms(dets, threshold)]
+
+
+def _py_cpu_nms(dets: np.ndarray, thresh: float) -> list:
+    """face-alignment's retinaface.box_utils.py_cpu_nms (BSD-3), verbatim: importing it imports torch (3 s)."""
+    x1, y1, x2, y2, scores = dets[:, 0], dets[:, 1], dets[:, 2], dets[:, 3], dets[:, 4]
+    areas = (x2 - x1) * (y2 - y1)
+    order = scores.argsort()[::-1]
+    keep = []
+    while order.size > 0:
+        i = order[0]
+        keep.append(i)
+        xx1 = np.maximum(x1[i], x1[order[1:]])
+        yy1 = np.maximum(y1[i], y1[order[1:]])
+        xx2 = np.minimum(x2[i], x2[order[1:]])
+        yy2 = np.minimum(y2[i], y2[order[1:]])
+        inter = np.maximum(0.0, xx2 - xx1) * np.maximum(0.0, yy2 - yy1)
+        ovr = inter / (areas[i] + areas[order[1:]] - inter)
+        order = order[np.where(ovr <= thresh)[0] + 1]
+    return keep
 
 
 def detection_scale(width: int, height: int, short_side: int | None) -> float:

@@ -61,11 +61,12 @@ def weight_files(params: dict, detector: str = "retinaface") -> dict:
 
 
 def _load_models(weights: dict, stage_params: TrackParams):
-    import torch
-
     key = (stage_params.detector, weights["retinaface"], weights["syncnet"], stage_params.detect)
     if key not in _models:
-        torch.set_num_threads(1)  # one task per worker process; processes, not threads, give parallelism
+        if stage_params.detector == "retinaface" or weights["syncnet"]:  # dlib alone needs no torch (3 s import)
+            import torch
+
+            torch.set_num_threads(1)  # one task per worker process; processes, not threads, give parallelism
         from preprocess.track.detect import make_detector
 
         syncnet = None

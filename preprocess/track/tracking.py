@@ -9,7 +9,6 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import median_filter, uniform_filter1d
 
 
 @dataclass(frozen=True)
@@ -147,6 +146,8 @@ def smooth_boxes(boxes: np.ndarray, window: int) -> np.ndarray:
         return boxes
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    from scipy.ndimage import median_filter, uniform_filter1d  # here: the stages import TrackingParams (0.5 s)
+
     comps = np.stack([cx, cy, w, h], axis=1).astype(np.float64)
     comps = median_filter(comps, size=(min(window, len(boxes)), 1), mode="nearest")
     comps = uniform_filter1d(comps, size=3, axis=0, mode="nearest")

@@ -1,0 +1,203 @@
+"""Mouth centring and jitter of the align stage's crops, on still and moving heads, per smoothing method.
+
+Still clips: the shared GRID and CREMA-D clips as decoded (CREMA-D at its own 29.97 fps: the figures are per
+frame). Moving clips: the same frames panned on a larger canvas along a known path (a smoothed triangle wave:
+up to 3.5 px/frame across, 2 px/frame down, direction changes turned in 8 frames), as a head moving about;
+optionally also zooming (--zoom) and rolling (--roll) slowly about the frame centre.
+
+Each clip goes through the align stage's own steps: faces found by dlib's HOG detector on every frame, the
+dlib landmarker (refined boxes, as align.backend dlib), `plausible` / `interpolate`, the smoothing under test,
+`geometry.to_canonical` and `mouth.crop_transforms`. Measured per frame, in 96x96 crop pixels:
+  offset  distance from the crop centre to the mouth centre (mean of points 48-67) given by landmarks found
+          independently on the full frame: dlib again, on the detector's own box without refinement, unsmoothed,
+          mapped through the same crop transform;
+  jitter  frame-to-frame movement of the crop centre, taken back through the known motion into the original
+          frame and scaled to crop px:
+          the RMS over frames of its first difference. A still clip's own small head motion counts too.
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_centring.py [--clips 9] [--frames 75]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from preprocess.align import geometry, mouth  # noqa: E402
+from preprocess.align.landmarks_dlib import DlibLandmarker  # noqa: E402
+from preprocess.align.smoothing import interpolate, local_quadratic, smooth_landmarks  # noqa: E402
+from preprocess.align.align_video import plausible  # noqa: E402
+from preprocess.media import read_frames  # noqa: E402
+
+TESTDATA = ROOT.parent / "shared" / "testdata"
+SPEED = (3.5, 2.0)  # px/frame across, down
+LEG = (25, 30)  # frames between direction changes across, down
+TURN = 8  # frames a direction change takes
+
+
+def pan_path(n: int, speed=SPEED, leg=LEG, turn: int = TURN) -> np.ndarray:
+    """(n, 2) known offsets (px) of a head panned to and fro: constant speed legs, smooth direction changes."""
+    t = np.arange(n + turn)
+    out = []
+    for v, length in zip(speed, leg):
+        square = np.where((t // length) % 2 == 0, v, -v).astype(np.float64)
+        window = np.hanning(turn + 2)[1:-1]
+        vel = np.convolve(square, window / window.sum(), mode="full")[turn // 2:turn // 2 + n]
+        vel[: turn // 2] = v  # no ramp-up from rest at the start: the head is already moving
+        out.append(np.concatenate([[0.0], np.cumsum(vel[:-1])]))
+    path = np.stack(out, axis=1)
+    return path - path.min(0)
+
+
+def pan_motion(path: np.ndarray, size: tuple[int, int], zoom: float = 0.0, turn_deg: float = 0.0) -> np.ndarray:
+    """(T, 2, 3) known frame -> canvas transforms: the pan `path`, optionally with a slow zoom (scale 1 +- zoom)
+    and head roll (+- turn_deg) about the frame centre, shifted so that everything lands on the canvas."""
+    w, h = size
+    t = np.arange(len(path))
+    scale = 1.0 + zoom * np.sin(2 * np.pi * t / 50)
+    angle = np.deg2rad(turn_deg) * np.sin(2 * np.pi * t / 40)
+    pad = np.ceil(zoom * max(w, h) / 2 + np.sin(np.deg2rad(turn_deg)) * max(w, h) / 2)
+    out = np.zeros((len(path), 2, 3))
+    for i in range(len(path)):
+        rot = cv2.getRotationMatrix2D((w / 2, h / 2), np.rad2deg(angle[i]), scale[i])
+        out[i] = rot
+        out[i, :, 2] += path[i] + pad
+    return out
+
+
+def pan_frames(frames: np.ndarray, motion: np.ndarray) -> np.ndarray:
+    """Each frame warped onto a canvas holding the whole motion (sub-pixel, bilinear; edges replicated).
+
+    motion: (T, 2, 3) frame -> canvas transforms, or a (T, 2) pan path (pure translations)."""
+    h, w = frames.shape[1:3]
+    if motion.ndim == 2:
+        motion = pan_motion(motion, (w, h))
+    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float64)
+    reach = np.concatenate([geometry.apply(m, corners) for m in motion]).max(0)
+    cw, ch = (int(v) for v in np.ceil(reach) + 1)
+    out = np.empty((len(frames), ch, cw), np.uint8)
+    for i, (frame, m) in enumerate(zip(frames, motion)):
+        out[i] = cv2.warpAffine(frame, m, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+@dataclass
+class Landmarks:
+    aligned: np.ndarray  # (T, 68, 2) the align stage's landmarks (interpolated where implausible)
+    reference: np.ndarray  # (T, 68, 2) independent per-frame landmarks (NaN where no face was found)
+
+
+def detect_boxes(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Largest dlib HOG face per frame (x1 y1 x2 y2) and whether one was found; misses hold the last box."""
+    import dlib
+
+    detector = dlib.get_frontal_face_detector()
+    boxes = np.zeros((len(frames), 4))
+    found = np.zeros(len(frames), bool)
+    last = None
+    for i, frame in enumerate(frames):
+        faces = detector(np.ascontiguousarray(frame), 0)
+        if len(faces):
+            f = max(faces, key=lambda r: r.width() * r.height())
+            last = np.array([f.left(), f.top(), f.right(), f.bottom()], np.float64)
+            found[i] = True
+        if last is not None:
+            boxes[i] = last
+    if not found.any():
+        raise ValueError("no face found in any frame")
+    first = int(np.argmax(found))
+    boxes[:first] = boxes[first]
+    return boxes, found
+
+
+def landmarks_of(frames: np.ndarray, batch: int = 32) -> Landmarks:
+    boxes, found = detect_boxes(frames)
+    aligned = np.empty((len(frames), 68, 2), np.float32)
+    refined, plain = DlibLandmarker(refine=True), DlibLandmarker(refine=False)
+    for lo in range(0, len(frames), batch):  # batches as the align stage's (its box calibration is per batch)
+        aligned[lo:lo + batch] = refined.predict(frames[lo:lo + batch], boxes[lo:lo + batch])[0]
+    reference = plain.predict(frames, boxes)[0].astype(np.float64)
+    reference[~found] = np.nan
+    valid = plausible(aligned, boxes, None, 0.0)
+    return Landmarks(interpolate(aligned, valid), reference)
+
+
+def crop_transforms(raw: np.ndarray, method: str, half_window: int = 6, speed: float = 1.5) -> np.ndarray:
+    """The align stage's frame -> crop transforms (T, 2, 3) under one smoothing method."""
+    if method == "savgol2":  # the plain order-2 Savitzky-Golay filter, for comparison
+        smooth = local_quadratic(raw, half_window)
+    else:
+        smooth = smooth_landmarks(raw, method, half_window, speed)
+    to_can = np.stack([geometry.to_canonical(p) for p in smooth])
+    return mouth.crop_transforms(to_can, smooth)[0]
+
+
+def mouth_offsets(crop_tf: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(T,) crop px from the crop centre to the reference mouth centre (NaN where there is no reference)."""
+    centre = geometry.apply(crop_tf, reference[:, geometry.MOUTH_POINTS]).mean(1)
+    return np.linalg.norm(centre - mouth.HALF, axis=-1)
+
+
+def centre_steps(crop_tf: np.ndarray, motion: np.ndarray | None) -> np.ndarray:
+    """(T-1,) frame-to-frame movement (crop px) of the crop centre, taken back through the known motion
+    (a (T, 2) pan path or (T, 2, 3) frame -> canvas transforms) into the original frame."""
+    if motion is not None and motion.ndim == 2:
+        motion = np.stack([np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]]) for dx, dy in motion])
+    if motion is not None:
+        crop_tf = np.stack([geometry.compose(c, m) for c, m in zip(crop_tf, motion)])  # original frame -> crop
+    centres = np.stack([geometry.apply(geometry.invert(m), np.array([mouth.HALF, mouth.HALF])) for m in crop_tf])
+    scale = np.sqrt(np.abs(np.linalg.det(crop_tf[:, :, :2])))  # crop px per frame px
+    return np.linalg.norm(np.diff(centres, axis=0), axis=-1) * scale[1:]
+
+
+def summary(offsets: list[np.ndarray], steps: list[np.ndarray]) -> dict:
+    off = np.concatenate(offsets)
+    off = off[np.isfinite(off)]
+    st = np.concatenate(steps)
+    return {"median": float(np.median(off)), "p95": float(np.percentile(off, 95)), "worst": float(off.max()),
+            "jitter": float(np.sqrt(np.mean(st ** 2)))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clips", type=int, default=9, help="first n of the 6 GRID + 3 CREMA-D clips")
+    ap.add_argument("--frames", type=int, default=75, help="frames per clip (from the start)")
+    ap.add_argument("--window", type=int, default=6, help="align.smooth_window")
+    ap.add_argument("--speed", type=float, default=1.5, help="align.follow_speed")
+    ap.add_argument("--zoom", type=float, default=0.0, help="moving clips also zoom by 1 +- this (e.g. 0.1)")
+    ap.add_argument("--roll", type=float, default=0.0, help="moving clips also roll by +- this many degrees")
+    args = ap.parse_args()
+    cv2.setNumThreads(1)
+    clips = (sorted((TESTDATA / "grid").glob("*.mpg")) + sorted((TESTDATA / "cremad").glob("*.flv")))[:args.clips]
+    if not clips:
+        sys.exit(f"no clips in {TESTDATA}")
+    methods = ("moving_average", "savgol2", "follow")
+    results = {(m, k): ([], []) for m in methods for k in ("still", "moving")}
+    for i, clip in enumerate(clips):
+        frames = read_frames(clip, gray=True)[:args.frames]
+        motion = pan_motion(pan_path(len(frames)), frames.shape[2:0:-1], args.zoom, args.roll)
+        for kind, clip_frames, known in (("still", frames, None), ("moving", pan_frames(frames, motion), motion)):
+            lms = landmarks_of(clip_frames)
+            for m in methods:
+                tf = crop_transforms(lms.aligned, m, args.window, args.speed)
+                results[m, kind][0].append(mouth_offsets(tf, lms.reference))
+                results[m, kind][1].append(centre_steps(tf, known))
+        print(f"[{i + 1}/{len(clips)}] {clip.name}: {len(frames)} frames", flush=True)
+    print(f"\nmouth offset and jitter, 96x96 crop px (window +-{args.window}, follow_speed {args.speed}; moving: "
+          f"pan {SPEED} px/frame, zoom +-{args.zoom}, roll +-{args.roll} deg)")
+    print(f"{'method':<16}{'clips':<8}{'median':>8}{'p95':>8}{'worst':>8}{'jitter':>8}")
+    for (m, kind), (off, st) in results.items():
+        s = summary(off, st)
+        print(f"{m:<16}{kind:<8}{s['median']:8.2f}{s['p95']:8.2f}{s['worst']:8.2f}{s['jitter']:8.3f}")
+    print("peer (auto_avsr, issue 15, FAN on HDTF-style clips): median 3.3-3.4, worst 10-12")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Small work runs in the stage process (cluster.inprocess_below): the same bytes as on a LocalCluster, no
+cluster started, and a video that kills the stage process gets the cluster's crash guard on the next run."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import GRID_CLIPS, REPO, copy_clip, make_video
+
+from preprocess import paths
+from pipeline.cluster import ClusterError, ClusterSettings, SlurmSettings, StageCluster
+from pipeline.manifest import video_id_for
+from pipeline.registry import add_corpus
+from pipeline.runner import KILL_HOOK
+from pipeline import stages
+from preprocess.records import read_record
+
+STAGES = ("resample", "track", "align", "crop")
+
+
+def test_who_runs_the_work():
+    local = StageCluster(settings=ClusterSettings(inprocess_below=4))
+    assert local.in_process(3) and not local.in_process(4)
+    assert not local.in_process(1, crashed_before=True)  # a run that died mid-video: the crash guard
+    assert not StageCluster(settings=ClusterSettings(inprocess_below=0)).in_process(1)
+    # the user chose where the work runs: a scheduler address or SLURM always gets the cluster
+    assert not StageCluster("tcp://127.0.0.1:1", settings=ClusterSettings()).in_process(1)
+    assert not StageCluster(settings=ClusterSettings(scheduler="tcp://127.0.0.1:1")).in_process(1)
+    assert not StageCluster(settings=ClusterSettings(kind="slurm", slurm=SlurmSettings())).in_process(1)
+    with StageCluster(settings=ClusterSettings()) as cluster:
+        assert cluster.client_for(2) is None and cluster.client is None  # nothing started
+    with socket.socket() as s:  # a port nothing listens on: a chosen scheduler is connected first, and fails
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(ClusterError, match="cannot reach the dask scheduler"):
+        with StageCluster(nowhere, settings=ClusterSettings(connect_timeout=1)):
+            pass
+
+
+def tree_bytes(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_in_process_and_cluster_write_the_same_bytes(project, testdata):
+    """resample -> track -> align -> crop on two real GRID clips, once on a LocalCluster of worker processes,
+    once in this process: every output and status file identical, and no cluster started for the second."""
+    for clip in GRID_CLIPS[:2]:
+        copy_clip(clip, project / "raw")
+    add_corpus("g", "raw", pattern="*.mpg", role="pretrain", label="real")
+
+    with StageCluster(workers=1, settings=ClusterSettings(inprocess_below=0)) as cluster:
+        for stage in STAGES:
+            records = stages.run(stage, "g", cluster)
+            assert [r.status for r in records] == ["ok", "ok"], [(r.video_id, r.reason) for r in records]
+        assert cluster.client is not None  # the stages did run on it
+    on_cluster = tree_bytes(project / "data")
+    shutil.rmtree(project / "data")
+
+    with StageCluster(settings=ClusterSettings(inprocess_below=4)) as cluster:
+        for stage in STAGES:
+            stages.run(stage, "g", cluster)
+        assert cluster.client is None
+    in_process = tree_bytes(project / "data")
+    assert any(name.startswith("shards/") for name in in_process) and any("status" in n for n in in_process)
+    assert sorted(in_process) == sorted(on_cluster)
+    assert [n for n in in_process if in_process[n] != on_cluster[n]] == []
+
+
+def test_a_video_that_kills_the_stage_process_gets_the_crash_guard_next_run(project):
+    make_video(project / "raw" / "good.mp4")
+    make_video(project / "raw" / "poison.mp4")
+    add_corpus("c", "raw", pattern="*.mp4", role="pretrain", label="real")
+    poison = video_id_for("poison.mp4")
+    env = {**os.environ, "AVLIPS_ROOT": str(project), "PYTHONPATH": str(REPO), KILL_HOOK: poison}
+    cmd = [sys.executable, "-m", "pipeline", "stage", "resample", "c", "--workers", "1"]
+
+    first = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 13 and "in this process" in first.stderr  # died with the video, as a segfault would
+    second = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "dask workers" in second.stderr  # the cluster this time
+    assert read_record("resample", "c", video_id_for("good.mp4")).status == "ok"
+    crashed = read_record("resample", "c", poison)
+    assert crashed.status == "failed" and "crashed its worker" in crashed.reason
+    assert not (paths.stage_dir("resample", "c") / ".starts").exists()
+
+    third = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0 and "(2 already done, 0 processed now)" in third.stderr  # no cluster, nothing redone
+    assert "dask workers" not in third.stderr
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_cluster(monkeypatch):
+    for name in ("DASK_SCHEDULER_ADDRESS", "AVLIPS_CLUSTER"):
+        monkeypatch.delenv(name, raising=False)

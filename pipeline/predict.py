@@ -152,8 +152,11 @@ def format_text(pred: Prediction, per_line: int = 8, val_threshold: float | None
 
 
 def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path | None = None,
-        device: str | None = None, out=None) -> int:
-    """Score every file; print text (or one JSON document); exit status 0, or 1 if any file was not scored."""
+        device: str | None = None, out=None, corrupt: str | None = None) -> int:
+    """Score every file; print text (or one JSON document); exit status 0, or 1 if any file was not scored.
+
+    `corrupt` ("TYPE:LEVEL", e.g. "blur:3"): score the mouth crops with that corruption applied to the full
+    frames (landmarks from the clean frames), as the robustness stage does."""
     from pipeline import video_crops as chain
     from train.scoring import load_detector
 
@@ -161,6 +164,7 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
     started, started_cpu = time.perf_counter(), chain.cpu_time()
     device = device or _default_device()
     params = chain.chain_params()  # bad params or missing weights stop here, before any model loads
+    corrupting = chain.Corrupting.parse(corrupt) if corrupt else None  # a bad TYPE:LEVEL too
     detector, meta = load_detector(detector_path, device)
     val_threshold = meta.get("val_threshold") if isinstance(meta, dict) else None
     models = chain.load_models(params, device)
@@ -168,7 +172,7 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
     predictions, strips = [], []
     for video in videos:
         with FileProgress(Path(video).name) as progress:
-            crops = chain.video_crops(Path(video), params, models, progress.step)
+            crops = chain.video_crops(Path(video), params, models, progress.step, corrupting)
             clock, cpu = time.perf_counter(), chain.cpu_time()
             pred = score_crops(crops, detector, device, on_clips=progress.clips)
             if crops.ok:
@@ -177,7 +181,11 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
         predictions.append(pred)
         strips.append(_strip(crops) if png else None)
         if not as_json:
-            print(format_text(pred, val_threshold=val_threshold), file=out, flush=True)
+            text = format_text(pred, val_threshold=val_threshold)
+            if corrupting:  # the first line says what was scored
+                head, _, rest = text.partition("\n")
+                text = f"{head} [corrupted: {corrupting.corruption}]" + (f"\n{rest}" if rest else "")
+            print(text, file=out, flush=True)
     if png:
         from pipeline.predict_png import draw_predictions
 
@@ -186,6 +194,7 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
             print(f"wrote {png}", file=out)
     if as_json:
         doc = {"detector": str(detector_path), "detector_meta": _plain_meta(meta), "device": device,
+               "corruption": str(corrupting.corruption) if corrupting else None,
                "val_threshold": val_threshold,
                "load_seconds": load_s, "load_cpu_seconds": load_cpu_s,
                "seconds": round(time.perf_counter() - started, 3), "videos": [p.to_json() for p in predictions]}
@@ -269,7 +278,7 @@ def main(args) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     detector = args.detector or paths.project_root() / DEFAULT_DETECTOR
-    return run(args.videos, detector, args.json, args.png, args.device)
+    return run(args.videos, detector, args.json, args.png, args.device, corrupt=args.corrupt)
 
 
 def add_arguments(parser) -> None:
@@ -280,3 +289,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout instead of text")
     parser.add_argument("--png", type=Path, help="draw each video's timeline over a strip of its mouth crops")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--corrupt", metavar="TYPE:LEVEL",
+                        help="apply a corruption (blockwise, blur, jpeg, compression; levels from params.yaml "
+                             "robustness) to the full frames before the mouths are warped; landmarks come from the "
+                             "clean frames, as in the robustness stage")

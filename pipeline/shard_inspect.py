@@ -2,11 +2,13 @@
 
     python -m pipeline shards inspect [CORPUS] [--json]
     python -m pipeline shards inspect [CORPUS] --key KEY --png FILE
+    python -m pipeline shards inspect [CORPUS] --key KEY --png FILE --corrupt TYPE:LEVEL
 
 The table gives, per corpus and split: samples, videos, hours, labels, methods, QC figures (fraction of
 interpolated frames, sync confidence, mouth centring) and the failures of every stage grouped by reason
 (each video counted once, at the first stage that did not pass it). `--key` renders a contact sheet of one
-sample: its mouth frames with landmarks, its aligned 256x256 face and its audio waveform.
+sample: its mouth frames with landmarks, its aligned 256x256 face and its audio waveform; with `--corrupt`
+its clean mouth strip above the same frames rendered with a corruption (what the robustness stage scores).
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--key", help="a sample key (<corpus>__<video_id>__<segment>) to draw")
     parser.add_argument("--png", help="where to write the contact sheet of --key (default: <key>.png)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--corrupt", metavar="TYPE:LEVEL",
+                        help="with --key: draw the sample's clean mouth strip beside the same frames rendered "
+                             "with this corruption on the full frames (as the robustness stage scores them)")
     return parser
 
 
@@ -39,7 +44,8 @@ def main(args: argparse.Namespace) -> int:
     corpora = _corpora(args.corpus)
     if args.key:
         png = Path(args.png or f"{args.key}.png")
-        info = contact_sheet(args.key, png, corpora)
+        info = corruption_strip(args.key, png, corpora, args.corrupt) if getattr(args, "corrupt", None) else \
+            contact_sheet(args.key, png, corpora)
         print(json.dumps(info, indent=1, sort_keys=True, default=str) if args.json else
               f"wrote {png}: {args.key} ({info['n_frames']} frames, split {info['split']}, label {info['label']})")
         return 0
@@ -304,3 +310,52 @@ def corpus_preview(corpus: str, png: Path, n: int = 16) -> int:
     fig.savefig(png, metadata={"Software": None})  # no version stamp: the same shards give the same picture
     plt.close(fig)
     return len(rows)
+
+
+def corruption_strip(key: str, png: Path, corpora: list[str], corrupt: str) -> dict:
+    """Two rows of the sample's mouth frames: as packed in its shard (clean), and rendered again from the
+    resampled video with `corrupt` ("TYPE:LEVEL") on the full frames, warped by the same clean-frame
+    transforms (preprocess/corrupted_crops.py; block positions seeded by the video id, as in the stage)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from preprocess.align import stage as align_stage
+    from preprocess.corrupt import Corruption, RobustnessParams
+    from preprocess.corrupted_crops import load_geometry, render
+    from preprocess.settings import section
+
+    robustness = section(load_params(), "robustness", RobustnessParams)
+    corruption = Corruption.parse(corrupt, robustness.levels)
+    corpus, row = find_sample(key, corpora)
+    sample = read_sample(corpus, row["shard"], key)
+    clean, meta = sample["video.npy"], sample["json"]
+    npz = align_stage.output_path(corpus, meta["video_id"])
+    video = paths.stage_dir("resample", corpus) / "video" / f"{meta['video_id']}.mkv"
+    missing = [str(p) for p in (npz, video) if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"cannot render {key} again: {', '.join(missing)} missing (rerun resample and align)")
+    piece, frames, transforms, color = load_geometry(npz)
+    rows = piece == meta["segment"]
+    bad = render(video, frames[rows], transforms[rows], color, corruption, robustness, meta["video_id"])
+    picks = np.unique(np.linspace(0, len(clean) - 1, min(len(clean), 8)).round().astype(int))
+    fig, axes = plt.subplots(2, len(picks), figsize=(1.6 * len(picks), 3.8), dpi=100, squeeze=False)
+    for col, i in enumerate(picks):
+        for r, (crops, name) in enumerate(((clean, "clean"), (bad, str(corruption)))):
+            ax = axes[r, col]
+            ax.imshow(crops[i], cmap=None if crops.ndim == 4 else "gray", vmin=0, vmax=255)
+            ax.set_title(f"{name}, frame {meta['start_frame'] + i}", fontsize=6)
+            ax.axis("off")
+    diff = float(np.abs(clean.astype(np.int16) - bad.astype(np.int16)).mean())
+    level = "" if corruption.level == 0 else f" = {robustness.levels.parameter(corruption)}"
+    fig.suptitle(f"{key}: clean (top) and {corruption}{level} (bottom), landmarks from the clean frames; "
+                 f"mean |difference| {diff:.2f} grey levels", fontsize=8)
+    fig.tight_layout()
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, metadata={"Software": None})
+    plt.close(fig)
+    return {"key": key, "corpus": corpus, "png": str(png), "n_frames": len(clean), "split": meta["split"],
+            "label": meta["label"], "shard": row["shard"], "corruption": str(corruption),
+            "mean_abs_difference": round(diff, 4)}

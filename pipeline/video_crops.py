@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.corpora import load_params
+from preprocess.corrupt import Corruption, RobustnessParams
 from preprocess.records import CorpusRef, StageFailure
 from preprocess.align.align_params import AlignParams
 from preprocess.resample.convert import ResampleParams
@@ -101,10 +102,12 @@ def load_models(params: ChainParams, device: str = "cpu") -> ChainModels:
     return ChainModels(detector, syncnet, make_landmarker(params.align, Path(params.fan) if params.fan else None))
 
 
-def video_crops(path: Path, params: ChainParams, models: ChainModels, on_step=None) -> VideoCrops:
+def video_crops(path: Path, params: ChainParams, models: ChainModels, on_step=None,
+                corrupt: Corrupting | None = None) -> VideoCrops:
     """Resample, track and align `path` in a temporary folder; the crops of every kept piece, in order.
 
-    `on_step(name)` is called as each step starts (progress display).
+    `on_step(name)` is called as each step starts (progress display). `corrupt`: the crops are rendered
+    again with that corruption on the full frames, warped by the transforms of the clean frames.
     """
     path = Path(path)
     result = VideoCrops(path)
@@ -113,7 +116,7 @@ def video_crops(path: Path, params: ChainParams, models: ChainModels, on_step=No
         return result
     with tempfile.TemporaryDirectory(prefix="avlips-predict-") as tmp:
         try:
-            _run_steps(path, Path(tmp), params, models, result, on_step or (lambda step: None))
+            _run_steps(path, Path(tmp), params, models, result, on_step or (lambda step: None), corrupt)
         except StageFailure as exc:
             result.reason, result.segments = exc.reason, []
         except Exception as exc:  # one odd file must not stop the others from being scored
@@ -122,7 +125,7 @@ def video_crops(path: Path, params: ChainParams, models: ChainModels, on_step=No
 
 
 def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, result: VideoCrops,
-               on_step) -> None:
+               on_step, corrupt: Corrupting | None = None) -> None:
     import pandas as pd
 
     from preprocess.align.align_video import align_video, load_aligned
@@ -155,9 +158,34 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
     align_video(video, tracks.boxes, pd.DataFrame(tracks.segments), params.align, models.landmarker, aligned)
     arrays, meta = load_aligned(aligned, keys=("piece", "frame", "crop_transforms", "boxes"))
     # the crop stage's rendering (timed with align): one more decode, the mouths warped from the full frames
-    arrays["crops"] = render_mouths(video, arrays["frame"], arrays["crop_transforms"], params.align.color)
+    if corrupt is None:
+        arrays["crops"] = render_mouths(video, arrays["frame"], arrays["crop_transforms"], params.align.color)
+    else:  # the same warp of the same clean-frame transforms, the corruption on the full frames first
+        arrays["crops"] = corrupt.crops(video, aligned, path.name, tmp)
     step("")
     result.segments = [_segment(piece, arrays) for piece in meta["pieces"]]
+
+
+@dataclass(frozen=True)
+class Corrupting:
+    """`predict --corrupt TYPE:LEVEL`: a corruption with params.yaml's `robustness` settings (levels, seed, x264
+    preset), applied as the robustness stage applies it (preprocess/corrupted_crops.py)."""
+    corruption: Corruption
+    params: RobustnessParams
+
+    @classmethod
+    def parse(cls, text: str, params: dict | None = None) -> Corrupting:
+        from preprocess.settings import section
+
+        robustness = section(load_params() if params is None else params, "robustness", RobustnessParams)
+        return cls(Corruption.parse(text, robustness.levels), robustness)
+
+    def crops(self, video: Path, aligned: Path, name: str, tmp: Path) -> np.ndarray:
+        """The aligned rows' mouth crops, the corruption on the full frames (seeded by the file's name)."""
+        from preprocess.corrupted_crops import load_geometry, render
+
+        _, frames, transforms, color = load_geometry(aligned)
+        return render(video, frames, transforms, color, self.corruption, self.params, name, tmp)
 
 
 def cpu_time() -> float:

@@ -134,6 +134,7 @@ class RobustnessParams:
     seed: int = 0  # block-wise positions; mixed with each video's id (video_seed)
     compression_preset: str = "medium"  # x264 preset; DeeperForensics ran ffmpeg's default (medium)
     keep_crops: bool = False  # keep the corrupted mouth crops (disk) or only their scores
+    max_videos_per_corpus: int = 4  # robustness stage: videos scored per eval corpus (0: all), both labels dealt
 
     def __post_init__(self):
         types = (self.types,) if isinstance(self.types, str) else tuple(self.types)
@@ -155,6 +156,10 @@ class RobustnessParams:
         object.__setattr__(self, "levels", levels)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise CorruptionError(f"robustness.seed must be a whole number >= 0, not {self.seed!r}")
+        if not isinstance(self.max_videos_per_corpus, int) or isinstance(self.max_videos_per_corpus, bool) \
+                or self.max_videos_per_corpus < 0:
+            raise CorruptionError(f"robustness.max_videos_per_corpus must be a whole number >= 0 (0: all), not "
+                                  f"{self.max_videos_per_corpus!r}")
         if self.compression_preset not in PRESETS:
             raise CorruptionError(f"robustness.compression_preset: {self.compression_preset!r} is not an x264 "
                                   f"preset ({', '.join(PRESETS)})")
@@ -301,14 +306,22 @@ def compress_video(video: Path, crf: int, preset: str = "medium", batch: int = 6
     _check_preset(preset)
     with tempfile.TemporaryDirectory(prefix="avlips-x264-", dir=workdir) as tmp:
         encoded = Path(tmp) / "encoded.mkv"
-        width, height = _size(video)
-        try:
-            run_ffmpeg(["-threads", "1", "-i", str(video), "-map", "0:v:0", "-fps_mode", "passthrough",
-                        *_x264_args(crf, preset, width, height), str(encoded)], exe=pinned_ffmpeg_exe())
-        except FFmpegError as exc:
-            raise FFmpegError(f"x264 at CRF {crf} could not re-encode {Path(video).name}: {exc.message}") from None
+        width, height = compress_file(video, encoded, crf, preset)
         for frames in iter_frame_batches(encoded, batch=batch, gray=gray):
             yield frames[:, :height, :width]
+
+
+def compress_file(video: Path, out: Path, crf: int, preset: str = "medium") -> tuple[int, int]:
+    """Re-encode a video file's first video stream with libx264 at `crf` into `out` (Matroska); returns the
+    source's (width, height): an odd side is padded by a pixel in `out`, to be cropped off after decoding."""
+    _check_preset(preset)
+    width, height = _size(video)
+    try:
+        run_ffmpeg(["-threads", "1", "-i", str(video), "-map", "0:v:0", "-fps_mode", "passthrough",
+                    *_x264_args(crf, preset, width, height), str(out)], exe=pinned_ffmpeg_exe())
+    except FFmpegError as exc:
+        raise FFmpegError(f"x264 at CRF {crf} could not re-encode {Path(video).name}: {exc.message}") from None
+    return width, height
 
 
 def _size(video: Path) -> tuple[int, int]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from preprocess import paths
 from preprocess.align import stage as align_stage
 from preprocess.align.align_video import load_aligned
-from preprocess.crop.pack import (MANIFEST_COLUMNS, commit, index_paths, pack, read_packed, rendered_path,  # noqa: F401
+from preprocess.crop.pack import (commit, pack, read_packed, rendered_path,
                                   shard_dir)
 from preprocess.crop.samples import plain, open_audio, render_samples, write_video_tar
 from preprocess.fileio import atomic_path, remove_leftover_tmp_files

@@ -12,12 +12,13 @@ from preprocess import paths
 
 # (what, glob under the project root): listed when present, in this order
 OUTPUTS = (
-    ("report (the paper's Tables 1-3)", "reports/results.md"),
+    ("report (the paper's Tables 1-3 and Figure 4)", "reports/results.md"),
     ("metrics: AUC / accuracy per corpus and method (`dvc metrics show`)", "metrics/**/*.json"),
     ("per-video scores", "artifacts/evaluate/scores.parquet"),
     ("fine-tuned detector (`python -m pipeline predict VIDEO`)", "artifacts/finetune/detector.pt"),
     ("pretrained video encoder", "artifacts/pretrain/encoder.pt"),
     ("ROC curves (`dvc plots show`)", "plots/evaluate/*.json"),
+    ("robustness to corruptions, AUC against level (Figure 4)", "plots/robustness_auc.png"),
     ("training curves (`dvc plots show`)", "dvclive/*/plots/metrics"),
     ("mouth-crop contact sheets", "plots/crops/*.png"),
     ("demo corpus contact sheet", "plots/demo/*.png"),

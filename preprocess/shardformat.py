@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import webdataset as wds
 
 from preprocess.contract import SAMPLE_FIELDS, SAMPLES_PER_FRAME
 from preprocess.fileio import replace_durably, sha256_file, tmp_path_for
@@ -218,7 +217,21 @@ def iter_samples(paths: list[str]) -> Iterator[dict]:
         if os.path.isfile(path):
             yield from _local_tar_samples(path)
         else:
-            yield from wds.tariterators.tarfile_samples([{"url": path}])
+            from webdataset.tariterators import tarfile_samples  # imports torch: only for remote shards
+
+            yield from tarfile_samples([{"url": path}])
+
+
+# WebDataset's grouping rule (webdataset.tariterators.base_plus_ext): the key is the member name up to the first
+# dot of its base name. Written out here because importing webdataset imports torch (1.8 s for every stage
+# process); tests/test_shards.py holds it equal to WebDataset's own.
+_MEMBER_NAME = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
+
+
+def split_member_name(name: str) -> tuple[str | None, str | None]:
+    """(sample key, field) of a tar member name, as WebDataset splits it; (None, None) without a dot."""
+    match = _MEMBER_NAME.match(name)
+    return (match.group(1), match.group(2)) if match else (None, None)
 
 
 def sample_members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str, str]]:
@@ -228,7 +241,7 @@ def sample_members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, str,
         name = member.name
         if not member.isreg() or ("/" not in name and name.startswith("__") and name.endswith("__")):
             continue
-        prefix, suffix = wds.tariterators.base_plus_ext(name)
+        prefix, suffix = split_member_name(name)
         if prefix is not None:
             yield member, prefix, suffix.lower()
 

@@ -315,3 +315,14 @@ def test_killed_crop_run_resumes_to_the_same_bytes(grown, tmp_path, monkeypatch,
     assert not timings.exists()  # nothing rendered again: the new video's tar was still there
     assert digest(root) == fresh
     assert not staging.exists() and not (root / "data" / "crop" / "gridt" / "rendered").exists()
+
+
+def test_member_names_split_as_webdataset_splits_them():
+    from webdataset.tariterators import base_plus_ext
+
+    from preprocess.shardformat import split_member_name
+
+    names = ["c__v-1__0000.video.npy", "c__v__0001.json", "dir/sub/k.a.b", "nodot", "a.b/c", "x.", ".hidden",
+             "dir/k.json", "ström talk.npy"]
+    for name in names:
+        assert split_member_name(name) == base_plus_ext(name), name

@@ -117,22 +117,16 @@ def load_settings():
             section(params, "align", AlignParams))
 
 
-def crop_step(npz: Path) -> int:
-    """What the crop stage does per video: the aligned arrays into encoded shard samples (bytes)."""
-    import numpy as np
-
+def crop_step(npz: Path, video: Path, audio: Path) -> int:
+    """What the crop stage does per video: decode the resampled video once, warp the mouths with the stored
+    transforms, cut the audio, and encode the shard samples (bytes)."""
     from preprocess.align.align_video import load_aligned
-    from preprocess.shardformat import encode_sample
+    from preprocess.crop.samples import open_audio, render_samples
 
-    arrays, meta = load_aligned(npz, keys=("piece", "crops", "audio", "landmarks_crop"))
-    size = 0
-    for piece in meta["pieces"]:
-        sel = arrays["piece"] == piece["segment"]
-        audio = arrays["audio"][sel].astype(np.float32) / np.float32(32768.0)
-        members = encode_sample(f"bench__v__{piece['segment']}", arrays["crops"][sel], audio,
-                                arrays["landmarks_crop"][sel].astype(np.float32), {"segment": piece["segment"]})
-        size += sum(len(d) for _, d in members)
-    return size
+    aligned = load_aligned(npz, keys=("piece", "frame", "crop_transforms", "landmarks_crop"))
+    row = {"video_id": "v", "split": "train", "label": "real", "method": None, "sha256": ""}
+    return sum(sum(len(d) for _, d in members)
+               for _, members in render_samples("bench", row, aligned, video, open_audio(audio), lambda p: "h"))
 
 
 def end_to_end(clips: list[Path], out: Path, models) -> tuple[int, Clock, list]:
@@ -154,9 +148,9 @@ def end_to_end(clips: list[Path], out: Path, models) -> tuple[int, Clock, list]:
         frames += info["n_frames"]
         tracks = clock.run("track", track_video, video, audio, tparams, detector, scratch=boxes_out)
         tracks.boxes.to_parquet(boxes_out)
-        clock.run("align", align_video, video, audio, tracks.boxes, pd.DataFrame(tracks.segments), aparams,
+        clock.run("align", align_video, video, tracks.boxes, pd.DataFrame(tracks.segments), aparams,
                   landmarker, npz)
-        clock.run("crop", crop_step, npz)
+        clock.run("crop", crop_step, npz, video, audio)
         made.append((video, audio, tracks.boxes))
     return frames, clock, made
 

@@ -43,7 +43,7 @@ def main() -> None:
     from models.presets import TINY_VIDEO
     from train.pretrain_config import load_params
     from train.data import eval_windows, read_index, train_loader
-    from train.pretrain import lr_at, make_optimizer, set_lrs
+    from train.pretrain import lr_at, make_optimizer, set_lrs, train_step
 
     torch.set_num_threads(a.threads)
     model_cfg, cfg = load_params(ROOT / "params.yaml")
@@ -77,11 +77,7 @@ def main() -> None:
                 if step == a.steps:
                     break
                 set_lrs(opt, lr_at(0, step, run))
-                loss = loss_fn(*model(b["video"], b["audio"]))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
-                opt.step()
+                loss, _, _ = train_step(model, loss_fn, opt, b, run, torch.device("cpu"))
                 step += 1
             epoch += 1
         h = outputs(model)

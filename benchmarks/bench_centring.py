@@ -32,8 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from preprocess.align import geometry, mouth  # noqa: E402
 from preprocess.align.landmarks_dlib import DlibLandmarker  # noqa: E402
-from preprocess.align.smoothing import interpolate, local_quadratic, smooth_landmarks  # noqa: E402
-from preprocess.align.align_video import plausible  # noqa: E402
+from preprocess.align.smoothing import interpolate, local_quadratic  # noqa: E402
+from preprocess.align.align_params import AlignParams  # noqa: E402
+from preprocess.align.align_video import piece_transforms, plausible  # noqa: E402
 from preprocess.media import read_frames  # noqa: E402
 
 TESTDATA = ROOT.parent / "shared" / "testdata"
@@ -130,13 +131,12 @@ def landmarks_of(frames: np.ndarray, batch: int = 32) -> Landmarks:
 
 
 def crop_transforms(raw: np.ndarray, method: str, half_window: int = 6, speed: float = 1.5) -> np.ndarray:
-    """The align stage's frame -> crop transforms (T, 2, 3) under one smoothing method."""
-    if method == "savgol2":  # the plain order-2 Savitzky-Golay filter, for comparison
+    """The align stage's frame -> crop transforms (T, 2, 3) under one smoothing method (its own code)."""
+    if method == "savgol2":  # the plain order-2 Savitzky-Golay filter, for comparison only
         smooth = local_quadratic(raw, half_window)
-    else:
-        smooth = smooth_landmarks(raw, method, half_window, speed)
-    to_can = np.stack([geometry.to_canonical(p) for p in smooth])
-    return mouth.crop_transforms(to_can, smooth)[0]
+        return mouth.crop_transforms(np.stack([geometry.to_canonical(p) for p in smooth]), smooth)
+    params = AlignParams(smoothing=method, smooth_window=half_window, follow_speed=speed)
+    return piece_transforms(raw, params)[1]
 
 
 def mouth_offsets(crop_tf: np.ndarray, reference: np.ndarray) -> np.ndarray:

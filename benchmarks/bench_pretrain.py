@@ -57,7 +57,7 @@ def measure(config: str, index: str, batch: int, steps: int, threads: int) -> di
     from models.video import VideoEncoderConfig
     from train.pretrain_config import PretrainConfig
     from train.data import LoaderConfig, read_index, train_loader
-    from train.pretrain import make_optimizer
+    from train.pretrain import make_optimizer, train_step
 
     torch.set_num_threads(threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -77,14 +77,7 @@ def measure(config: str, index: str, batch: int, steps: int, threads: int) -> di
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        b = next(it)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            zv, za = model(b["video"].to(device), b["audio"].to(device))
-        loss = loss_fn(zv, za)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        train_step(model, loss_fn, opt, next(it), cfg, device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if step:

@@ -54,7 +54,7 @@ def main() -> None:
     from models.presets import TINY_VIDEO
     from train.pretrain_config import LearningRates, load_params
     from train.data import eval_windows, read_index, train_loader
-    from train.pretrain import guard_step, lr_at, make_optimizer, set_lrs, spread
+    from train.pretrain import guard_step, lr_at, make_optimizer, set_lrs, spread, train_step
     from train.retrieval import a2v_topk, embed_windows
 
     torch.set_num_threads(a.threads)
@@ -94,13 +94,7 @@ def main() -> None:
                 break
             lrs = lr_at(0, step, cfg)
             set_lrs(opt, lrs)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                zv, za = model(batch["video"].to(device), batch["audio"].to(device))
-            loss = loss_fn(zv, za)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            loss, zv, za = train_step(model, loss_fn, opt, batch, cfg, device)
             sv, sa = spread(zv), spread(za)
             value, s = float(loss.detach()), min(sv, sa)
             if guard_step(guard, value, s, a.batch, cfg):

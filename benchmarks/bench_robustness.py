@@ -65,7 +65,8 @@ def main() -> None:
 
     from preprocess import corrupt
     from preprocess.corrupt import TYPES, Corruption, RobustnessParams
-    from preprocess.corrupted_crops import gray, load_geometry, render
+    from preprocess.corrupted_crops import load_geometry, render
+    from preprocess.shardformat import crops_to_gray
     from preprocess.media import iter_frame_batches
     from train.robustness import eval_videos
     from train.scoring import video_clip_logits
@@ -115,7 +116,7 @@ def main() -> None:
             for c in conditions:
                 spent[0] = warp_spent[0] = 0.0
                 t = time.perf_counter()
-                crops = gray(render(video, frames, transforms, color, c, params, v.video_id))
+                crops = crops_to_gray(render(video, frames, transforms, color, c, params, v.video_id))
                 rendered = time.perf_counter() - t
                 t = time.perf_counter()
                 for pc in np.unique(piece):

@@ -1,24 +1,3 @@
-"""Networks and losses (open_clip style: model code here, training code in train/).
-
-The names below load on first use (PEP 562), so importing one submodule (e.g. models.detector for
-`pipeline predict`) does not import transformers through models.audio: about 4 s of start-up.
-"""
-import importlib
-
-_WHERE = {
-    "AVContrastiveModel": "models.avclip",
-    "AVModelConfig": "models.avclip",
-    "AudioEncoder": "models.audio",
-    "AudioEncoderConfig": "models.audio",
-    "HeadConfig": "models.avclip",
-    "InfoNCELoss": "models.loss",
-    "VideoEncoder": "models.video",
-    "VideoEncoderConfig": "models.video",
-}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'models' has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+"""Networks and losses (open_clip style: model code here, training code in train/). Import the submodules
+directly (models.video, models.audio, models.avclip, models.detector, models.loss): importing one does not
+import the others (models.audio pulls in transformers, about 4 s)."""

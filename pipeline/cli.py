@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.cluster import ClusterError
 from pipeline.corpora import LABELS, ROLES
 from pipeline.stages import PER_CORPUS_STAGES
 
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import predict
 
             return predict.main(args)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
+    # ClusterError: a scheduler unreachable, without workers or on other code: one line, no traceback
+    except (ValueError, KeyError, FileNotFoundError, ClusterError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return 2
@@ -131,13 +133,9 @@ def _corpus(args) -> int:
 
 def _stage(args) -> int:
     from pipeline import stages
-    from pipeline.cluster import ClusterError, StageCluster
+    from pipeline.cluster import StageCluster
 
-    try:
-        with StageCluster(args.scheduler, args.workers) as cluster:  # started only for enough work
-            stages.run(args.stage, args.corpus, cluster)
-    except ClusterError as exc:  # unreachable, no workers, other code: one line, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    with StageCluster(args.scheduler, args.workers) as cluster:  # started only for enough work
+        stages.run(args.stage, args.corpus, cluster)
     return 0
 

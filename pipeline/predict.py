@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from preprocess.contract import FPS
+from preprocess.shardformat import crops_to_gray
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy imports wait for `run`
     from pipeline.video_crops import VideoCrops
@@ -86,7 +87,7 @@ def score_crops(crops: VideoCrops, detector, device: str = "cpu", batch_size: in
     total, done = sum(len(seg.frames) // clip for seg in crops.segments), 0
     logits = []
     for seg in crops.segments:
-        video = seg.crops if seg.crops.ndim == 3 else _gray(seg.crops)  # align.color: the detector is grayscale
+        video = crops_to_gray(seg.crops)  # align.color: the detector reads grey, as from the shards
         parts = []
         # batch_size clips at a time: clips start at multiples of `clip` within the piece, so the chunks'
         # logits are those of one call on the whole piece
@@ -112,13 +113,6 @@ def score_crops(crops: VideoCrops, detector, device: str = "cpu", batch_size: in
     pred.score = video_score(np.concatenate(logits))
     pred.probability = probability(pred.score)
     return pred
-
-
-def _gray(rgb):
-    import cv2
-    import numpy as np
-
-    return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb])
 
 
 def format_text(pred: Prediction, per_line: int = 8, val_threshold: float | None = None) -> str:

@@ -28,7 +28,7 @@ from pipeline.cluster import ClusterError
 from pipeline.codeversion import code_version
 from preprocess import paths
 from preprocess.fileio import prune_outputs, remove_leftover_tmp_files
-from preprocess.records import (FAILED, OK, StageFailure, StatusRecord, VideoTask, read_record, write_record,
+from preprocess.records import (FAILED, OK, StageFailure, StatusRecord, VideoTask, read_record, record_path, write_record,
                                 write_status_table)
 from preprocess.settings import stable_hash
 
@@ -101,7 +101,8 @@ def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn,
         else:
             todo.append(task)
     for record in settled:
-        write_record(record)
+        if read_record(stage, corpus, record.video_id) != record:  # unchanged: no rewrite (each write fsyncs)
+            write_record(record)
         records.append(record)
 
     reused = len(records) - len(settled)
@@ -112,13 +113,13 @@ def run_stage(stage: str, corpus: str, tasks: list[VideoTask], work: WorkFn,
         shutil.rmtree(claims, ignore_errors=True)
         if hasattr(client, "client_for"):
             client = client.client_for(len(todo), crashed_before)
-        todo = [replace(t, run=run, root=t.root or root, code=t.code or code) for t in todo]
+        todo = [replace(t, run=run, root=root, code=code) for t in todo]
         try:
             records += _run_in_process(stage, corpus, todo, work) if client is None else \
                 _run_on_dask(stage, corpus, todo, work, client, window_per_worker)
         finally:
             shutil.rmtree(claims, ignore_errors=True)  # not an output: never in the DVC-tracked folder
-    _prune_stale_records(stage, corpus, {t.video_id for t in tasks} | {r.video_id for r in settled})
+    prune_outputs([paths.status_dir(stage, corpus)], {t.video_id for t in tasks} | {r.video_id for r in settled})
     write_status_table(stage, corpus, records)
     counts = {s: sum(r.status == s for r in records) for s in ("ok", "failed", "skipped")}
     print(f"{stage}@{corpus}: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped "
@@ -235,11 +236,7 @@ def crash_record(task: VideoTask, error: str) -> StatusRecord:
     record = StatusRecord(
         task.corpus, task.video_id, task.stage, FAILED,
         f"crashed its worker: the worker process died while processing this video, twice ({error}); "
-        f"to retry it, delete {paths.status_dir(task.stage, task.corpus) / (task.video_id + '.json')}",
+        f"to retry it, delete {record_path(task.stage, task.corpus, task.video_id)}",
         task.fingerprint)
     write_record(record)
     return record
-
-
-def _prune_stale_records(stage: str, corpus: str, keep: set[str]) -> None:
-    prune_outputs([paths.status_dir(stage, corpus)], keep)

@@ -1,7 +1,8 @@
 """The per-corpus DVC stages, by name, and the one way each runs (`python -m pipeline stage NAME CORPUS`).
 
 Stage NAME's code is `preprocess/NAME/stage.py`. Each such module says which stage feeds it (UPSTREAM) and
-builds its per-video tasks (`plan`), does one video (`work`) and tidies the corpus afterwards (`finish`, which
+builds its per-video tasks (`plan`), does one video (`work`) and tidies the corpus afterwards (`finish`, with the
+stage's settings, which
 may return the records it changed); a stage may also tidy what a killed run left before planning (`prepare`).
 This module does what is the same for all:
 read params, the corpus and its manifest, and turn every video the upstream stage did not pass on into a
@@ -31,21 +32,26 @@ def run(name: str, corpus_name: str, client=None) -> list[StatusRecord]:
     """Run stage `name` on every video of a corpus; returns one record per video of the manifest."""
     stage = stage_module(name)
     params = load_params()
-    corpus, settings, videos, settled = _inputs(stage, name, corpus_name, params)
+    corpus, settings, videos, settled = _inputs(stage, name, corpus_name, params, manifest_rows(corpus_name))
     if hasattr(stage, "prepare"):
         stage.prepare(corpus)
     tasks, decided = stage.plan(corpus, videos, settings, params)
     records = run_stage(name, corpus_name, tasks, stage.work, client, settled + decided)
-    return stage.finish(corpus, records) or records
+    return stage.finish(corpus, records, settings) or records
 
 
-def _inputs(stage: ModuleType, name: str, corpus_name: str, params: dict, upstream_of=read_record):
+def manifest_rows(corpus_name: str) -> list[dict]:
+    """The corpus's source manifest, one dict per video, sorted by video id."""
+    return read_manifest(paths.source_manifest_path(corpus_name)).sort_values("video_id").to_dict("records")
+
+
+def _inputs(stage: ModuleType, name: str, corpus_name: str, params: dict, rows: list[dict],
+            upstream_of=read_record):
     """(corpus, stage settings, [(manifest row, upstream record)] to plan, rows settled by the upstream rule).
     `upstream_of(stage, corpus, video_id)` gives the upstream record (default: the stored one)."""
     registered = get_corpus(corpus_name, params)
     corpus = CorpusRef(registered.name, registered.role, registered.label, registered.raw_path())
-    settings = stage.settings(params, corpus)  # a bad section or a missing model stops here, before any video
-    rows = read_manifest(paths.source_manifest_path(corpus_name)).sort_values("video_id").to_dict("records")
+    settings = stage.settings(params, corpus)  # a bad section stops here; a missing model in plan, before any video
     videos, settled = [], []
     for row in rows:
         upstream = upstream_of(stage.UPSTREAM, corpus_name, row["video_id"]) if stage.UPSTREAM else None
@@ -56,19 +62,22 @@ def _inputs(stage: ModuleType, name: str, corpus_name: str, params: dict, upstre
     return corpus, settings, videos, settled
 
 
-def expected_fingerprints(corpus_name: str, params: dict) -> tuple[dict[str, dict[str, str | None]], dict[str, str]]:
+def expected_fingerprints(corpus_name: str, params: dict, rows: list[dict]
+                          ) -> tuple[dict[str, dict[str, str | None]], dict[str, dict[str, StatusRecord | None]],
+                                     dict[str, str]]:
     """What every stage would compute now, per video: the fingerprint of its task (through the stage's own
     `plan`; nothing is run or changed), or None for a video it would settle without work (its upstream stage
     does not pass it on). Stages are followed in order: a stage sees its upstream records as they would be
     after a rerun (a stale upstream record counts as redone with its new fingerprint), so a changed source
     or upstream param makes every stage below it stale too. Returns ({stage: {video_id: fingerprint}},
-    {stage: why it could not be computed}) - a stage that cannot be planned leaves those below unchecked."""
+    {stage: {video_id: its stored record or None}}, {stage: why it could not be computed}) - a stage that cannot
+    be planned leaves those below unchecked. Each stored record is read once."""
     now: dict[tuple[str, str], StatusRecord | None] = {}
-    expected, errors = {}, {}
+    expected, stored, errors = {}, {}, {}
     for name in PER_CORPUS_STAGES:
         stage = stage_module(name)
         try:
-            corpus, settings, videos, settled = _inputs(stage, name, corpus_name, params,
+            corpus, settings, videos, settled = _inputs(stage, name, corpus_name, params, rows,
                                                         lambda up, _, vid: now.get((up, vid)))
             tasks, decided = stage.plan(corpus, videos, settings, params)
         except Exception as exc:  # bad params, a missing model: say so, check nothing below it
@@ -77,14 +86,15 @@ def expected_fingerprints(corpus_name: str, params: dict) -> tuple[dict[str, dic
         stage_expected = {r.video_id: None for r in settled + decided}
         stage_expected.update({t.video_id: t.fingerprint for t in tasks})
         expected[name] = stage_expected
+        stored[name] = {row["video_id"]: read_record(name, corpus_name, row["video_id"]) for row in rows}
         for record in settled + decided:
             now[name, record.video_id] = record
         for task in tasks:
-            stored = read_record(name, corpus_name, task.video_id)
-            fresh = stored is not None and not is_stale(stored, task.fingerprint)
-            now[name, task.video_id] = stored if fresh else StatusRecord(corpus_name, task.video_id, name, OK,
-                                                                         fingerprint=task.fingerprint)
-    return expected, errors
+            kept = stored[name][task.video_id]
+            fresh = kept is not None and not is_stale(kept, task.fingerprint)
+            now[name, task.video_id] = kept if fresh else StatusRecord(corpus_name, task.video_id, name, OK,
+                                                                       fingerprint=task.fingerprint)
+    return expected, stored, errors
 
 
 def is_stale(record: StatusRecord, expected: str | None) -> bool:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import pandas as pd
 
 from preprocess import paths
-from pipeline.manifest import read_manifest
 from pipeline.corpora import load_corpora, load_params
-from pipeline.stages import PER_CORPUS_STAGES, expected_fingerprints, is_stale
-from preprocess.records import read_record
+from pipeline.stages import PER_CORPUS_STAGES, expected_fingerprints, is_stale, manifest_rows
+from preprocess.records import StatusRecord, read_record
 
 
 def status_table() -> pd.DataFrame:
@@ -25,18 +24,21 @@ def status_table() -> pd.DataFrame:
             rows.append({"corpus": corpus.name, "stage": "-", "videos": 0, "ok": 0, "failed": 0, "skipped": 0,
                          "pending": 0, "note": "no source manifest: run `corpus add`"})
             continue
-        video_ids = read_manifest(manifest_path).video_id.tolist()
-        expected, errors = expected_fingerprints(corpus.name, params)
+        videos = manifest_rows(corpus.name)
+        video_ids = [row["video_id"] for row in videos]
+        expected, stored, errors = expected_fingerprints(corpus.name, params, videos)
         for stage in PER_CORPUS_STAGES:
-            rows.append(stage_counts(stage, corpus.name, video_ids, expected.get(stage), errors.get(stage)))
+            records = stored.get(stage) or {vid: read_record(stage, corpus.name, vid) for vid in video_ids}
+            rows.append(stage_counts(stage, corpus.name, records, expected.get(stage), errors.get(stage)))
     return pd.DataFrame(rows)
 
 
-def stage_counts(stage: str, corpus: str, video_ids: list[str], expected: dict | None, error: str | None) -> dict:
+def stage_counts(stage: str, corpus: str, records: dict[str, StatusRecord | None], expected: dict | None,
+                 error: str | None) -> dict:
+    """Counts of one stage from its stored records ({video_id: record or None})."""
     counts = {"ok": 0, "failed": 0, "skipped": 0, "pending": 0}
     stale = 0
-    for video_id in video_ids:
-        record = read_record(stage, corpus, video_id)
+    for video_id, record in records.items():
         if record is not None and expected is not None and is_stale(record, expected.get(video_id)):
             stale += 1
             record = None
@@ -44,4 +46,4 @@ def stage_counts(stage: str, corpus: str, video_ids: list[str], expected: dict |
     notes = [f"{stale} stale (params or inputs changed since they were done)"] if stale else []
     if error:  # the counts stand, unchecked
         notes.append(f"fingerprints not checked ({error})")
-    return {"corpus": corpus, "stage": stage, "videos": len(video_ids), **counts, "note": "; ".join(notes)}
+    return {"corpus": corpus, "stage": stage, "videos": len(records), **counts, "note": "; ".join(notes)}

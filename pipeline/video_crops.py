@@ -129,6 +129,7 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
     import pandas as pd
 
     from preprocess.align.align_video import align_video, load_aligned
+    from preprocess.corrupted_crops import render as render_corrupted
     from preprocess.crop.render import render_mouths
     from preprocess.resample.convert import resample_video
     from preprocess.track.track_video import track_video
@@ -161,7 +162,8 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
     if corrupt is None:
         arrays["crops"] = render_mouths(video, arrays["frame"], arrays["crop_transforms"], params.align.color)
     else:  # the same warp of the same clean-frame transforms, the corruption on the full frames first
-        arrays["crops"] = corrupt.crops(video, aligned, path.name, tmp)
+        arrays["crops"] = render_corrupted(video, arrays["frame"], arrays["crop_transforms"], params.align.color,
+                                           corrupt.corruption, corrupt.params, path.name, tmp)
     step("")
     result.segments = [_segment(piece, arrays) for piece in meta["pieces"]]
 
@@ -179,13 +181,6 @@ class Corrupting:
 
         robustness = section(load_params() if params is None else params, "robustness", RobustnessParams)
         return cls(Corruption.parse(text, robustness.levels), robustness)
-
-    def crops(self, video: Path, aligned: Path, name: str, tmp: Path) -> np.ndarray:
-        """The aligned rows' mouth crops, the corruption on the full frames (seeded by the file's name)."""
-        from preprocess.corrupted_crops import load_geometry, render
-
-        _, frames, transforms, color = load_geometry(aligned)
-        return render(video, frames, transforms, color, self.corruption, self.params, name, tmp)
 
 
 def cpu_time() -> float:

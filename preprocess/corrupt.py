@@ -7,16 +7,14 @@ them, or grayscale (T, H, W). Four types, five levels each; level 0 is the ident
   blur         Gaussian blur, square kernel of the level's odd side, sigma = side / 6
   jpeg         downscale by the level's factor and back up, bilinear (DeeperForensics' "JPEG compression"
                is this resize artefact, not a JPEG codec)
-  compression  H.264 (libx264) at the level's CRF, decoded back to frames of the same count and shape
+  compression  H.264 (libx264) at the level's CRF: a re-encode of the video file (compress_file)
 The level tables are DeeperForensics' (CorruptionLevels); params.yaml `robustness:` may override them.
 Everything is deterministic: block positions come from (seed, frame index), x264 runs single-threaded with
 the pinned ffmpeg build, so a rerun gives identical frames.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
@@ -26,7 +24,7 @@ import av
 import cv2
 import numpy as np
 
-from preprocess.ffmpeg import FFmpegError, last_lines, pinned_ffmpeg_exe, run_ffmpeg
+from preprocess.ffmpeg import FFmpegError, pinned_ffmpeg_exe, run_ffmpeg
 from preprocess.media import iter_frame_batches
 
 TYPES = ("blockwise", "blur", "jpeg", "compression")
@@ -35,7 +33,6 @@ ALIASES = {"bw": "blockwise", "gb": "blur", "vc": "compression"}
 BLOCK = 8  # px side of one grey block
 BLOCK_VALUE = 128
 BLOCK_FRAME_UNIT = 256  # px of the shorter side per multiple of the level's block count
-FPS = 25
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -225,80 +222,6 @@ def _x264_args(crf: int, preset: str, width: int, height: int) -> list[str]:
             "-f", "matroska"]
 
 
-def _rechunk(batches: Iterable[np.ndarray], sizes: list[int]) -> Iterator[np.ndarray]:
-    """The frames of `batches` regrouped into batches of `sizes`; an error if the counts differ."""
-    expected, got = sum(sizes), 0
-    pending: list[np.ndarray] = []
-    have = 0
-    wanted = iter(sizes)
-    want = next(wanted, None)
-    for batch in batches:
-        got += len(batch)
-        pending.append(batch)
-        have += len(batch)
-        while want is not None and have >= want:
-            joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
-            yield np.ascontiguousarray(joined[:want])
-            pending, have = [joined[want:]], have - want
-            want = next(wanted, None)
-    if got != expected:
-        raise CorruptionError(f"the x264 round trip gave {got} frames for {expected}")
-
-
-def compress_frames(batches: Iterable[np.ndarray], crf: int, preset: str = "medium",
-                    workdir: Path | None = None) -> Iterator[np.ndarray]:
-    """Encode uint8 frame batches (B, H, W, 3) RGB or (B, H, W) gray with libx264 at `crf`; yield the decoded
-    frames in batches of the same sizes. Memory stays bounded: frames stream into ffmpeg and back out of a
-    temporary file (in `workdir`, default the system's temp folder)."""
-    _check_preset(preset)
-    with tempfile.TemporaryDirectory(prefix="avlips-x264-", dir=workdir) as tmp:
-        encoded, log_path = Path(tmp) / "encoded.mkv", Path(tmp) / "ffmpeg.log"
-        sizes: list[int] = []
-        shape: tuple[int, ...] | None = None
-        proc = None
-        with log_path.open("wb") as log:
-            try:
-                for batch in batches:
-                    batch = np.ascontiguousarray(batch, np.uint8)
-                    if shape is None:
-                        shape = batch.shape[1:]
-                        if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] != 3):
-                            raise CorruptionError(f"frames of shape {shape}: expected (H, W, 3) RGB or (H, W) gray")
-                        proc = _start_encoder(shape, crf, preset, encoded, log)
-                    elif batch.shape[1:] != shape:
-                        raise CorruptionError(f"frames change size from {shape} to {batch.shape[1:]} mid-video")
-                    sizes.append(len(batch))
-                    proc.stdin.write(memoryview(batch.reshape(-1)))
-                if proc is None:
-                    return  # no frames in, none out
-                proc.stdin.close()
-            except BrokenPipeError:  # ffmpeg stopped reading: its exit code and log say why, below
-                with contextlib.suppress(BrokenPipeError):
-                    proc.stdin.close()
-            except BaseException:
-                if proc is not None:
-                    proc.kill()
-                    proc.wait()
-                raise
-            code = proc.wait()
-        if code != 0:
-            message = last_lines(log_path.read_text(errors="replace")) or f"ffmpeg exited with code {code}"
-            raise FFmpegError(f"x264 at CRF {crf} failed: {message}")
-        height, width = shape[:2]
-        decoded = (b[:, :height, :width] for b in iter_frame_batches(encoded, batch=64, gray=len(shape) == 2))
-        yield from _rechunk(decoded, sizes)
-
-
-def _start_encoder(shape: tuple[int, ...], crf: int, preset: str, out: Path, log) -> subprocess.Popen:
-    height, width = shape[:2]
-    pix_fmt = "gray" if len(shape) == 2 else "rgb24"
-    # The pinned ffmpeg build: x264's output must not depend on which ffmpeg a machine has.
-    cmd = [pinned_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-           "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{width}x{height}", "-framerate", str(FPS),
-           "-i", "pipe:0", *_x264_args(crf, preset, width, height), str(out)]
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
-
-
 def compress_video(video: Path, crf: int, preset: str = "medium", batch: int = 64, gray: bool = False,
                    workdir: Path | None = None) -> Iterator[np.ndarray]:
     """Re-encode a video file's first video stream with libx264 at `crf` (DeeperForensics' way: the file,
@@ -333,15 +256,19 @@ def _size(video: Path) -> tuple[int, int]:
 # ---- the one entry point ------------------------------------------------------------------------------------
 
 def apply(frames: np.ndarray | Iterable[np.ndarray], corruption: Corruption, seed: int = 0,
-          levels: CorruptionLevels | None = None, preset: str = "medium", start: int = 0):
+          levels: CorruptionLevels | None = None, start: int = 0):
     """`corruption` on full 25 fps frames: a (T, H, W[, 3]) uint8 array gives an array, an iterable of such
     batches (preprocess.media.iter_frame_batches) gives an iterator of batches of the same sizes.
 
     Level 0 returns `frames` itself. `seed` fixes the block positions (pass video_seed(...) for per-video
     blocks); `start` is the index of the first frame in the video, so a video corrupted in pieces gets the
-    same blocks as in one go. Compression encodes the whole sequence as one H.264 stream."""
+    same blocks as in one go. Compression is not a per-frame corruption: it re-encodes the video file
+    (compress_file, compress_video), as DeeperForensics does."""
     if corruption.level == 0:
         return frames
+    if corruption.type == "compression":
+        raise CorruptionError("compression re-encodes the video file, not decoded frames: use "
+                              "preprocess.corrupt.compress_file or compress_video")
     parameter = (levels or CorruptionLevels()).parameter(corruption)
     if isinstance(frames, np.ndarray):
         if frames.ndim not in (3, 4) or frames.dtype != np.uint8:
@@ -349,15 +276,12 @@ def apply(frames: np.ndarray | Iterable[np.ndarray], corruption: Corruption, see
                                   f"{frames.shape}")
         if len(frames) == 0:
             return frames.copy()
-        return np.concatenate(list(_apply_batches([frames], corruption.type, parameter, seed, preset, start)))
-    return _apply_batches(frames, corruption.type, parameter, seed, preset, start)
+        return np.concatenate(list(_apply_batches([frames], corruption.type, parameter, seed, start)))
+    return _apply_batches(frames, corruption.type, parameter, seed, start)
 
 
-def _apply_batches(batches: Iterable[np.ndarray], type_: str, parameter: int, seed: int, preset: str,
+def _apply_batches(batches: Iterable[np.ndarray], type_: str, parameter: int, seed: int,
                    start: int) -> Iterator[np.ndarray]:
-    if type_ == "compression":
-        yield from compress_frames(batches, parameter, preset)
-        return
     index = start
     for batch in batches:
         if type_ == "blockwise":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -11,27 +11,26 @@ import numpy as np
 from preprocess.contract import SAMPLE_RATE
 
 
-def iter_frame_batches(video: Path, batch: int = 64, gray: bool = False,
-                       scale: float = 1.0) -> Iterator[np.ndarray]:
-    """Yield uint8 arrays (B, H, W, 3) RGB, or (B, H, W) when `gray`, decoding once with bounded memory.
-
-    `scale` < 1 downsizes inside the decoder's converter (cheaper than resizing afterwards).
-    """
+def _decoded_batches(video: Path, batch: int, to_array: Callable) -> Iterator[np.ndarray]:
+    """The one decode loop: each frame of the first video stream through `to_array`, stacked `batch` at a time
+    (bounded memory), with the decoder's own threads."""
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        fmt = "gray" if gray else "rgb24"
         buffer: list[np.ndarray] = []
         for frame in container.decode(stream):
-            if scale != 1.0:
-                frame = frame.reformat(width=round(frame.width * scale / 2) * 2,
-                                       height=round(frame.height * scale / 2) * 2)
-            buffer.append(frame.to_ndarray(format=fmt))
+            buffer.append(to_array(frame))
             if len(buffer) == batch:
                 yield np.stack(buffer)
                 buffer = []
         if buffer:
             yield np.stack(buffer)
+
+
+def iter_frame_batches(video: Path, batch: int = 64, gray: bool = False) -> Iterator[np.ndarray]:
+    """Yield uint8 arrays (B, H, W, 3) RGB, or (B, H, W) when `gray`, decoding once with bounded memory."""
+    fmt = "gray" if gray else "rgb24"
+    return _decoded_batches(video, batch, lambda frame: frame.to_ndarray(format=fmt))
 
 
 def video_size(video: Path) -> tuple[int, int]:
@@ -53,18 +52,8 @@ def iter_i420_batches(video: Path, size: tuple[int, int], batch: int = 64) -> It
     width, height = size
     if width % 2 or height % 2 or width < 2 or height < 2:
         raise ValueError(f"I420 frames need an even size of at least 2x2, not {width}x{height}")
-    with av.open(str(video)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        buffer: list[np.ndarray] = []
-        for frame in container.decode(stream):
-            small = frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
-            buffer.append(small.to_ndarray())
-            if len(buffer) == batch:
-                yield np.stack(buffer)
-                buffer = []
-        if buffer:
-            yield np.stack(buffer)
+    return _decoded_batches(video, batch, lambda frame: frame.reformat(
+        width=width, height=height, format="yuv420p", interpolation="AREA").to_ndarray())
 
 
 def read_frames(video: Path, gray: bool = False) -> np.ndarray:

@@ -5,6 +5,7 @@ Every stage accounts for every video with ok / failed / skipped and a reason in 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,13 @@ from preprocess import paths
 from preprocess.fileio import write_bytes_atomic, write_parquet_atomic
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+
+
+def plain(value):
+    """A value as JSON holds it: numpy scalars as Python numbers, NaN and None as None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
 
 
 @dataclass(frozen=True)

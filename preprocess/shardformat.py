@@ -62,7 +62,8 @@ def sample_size(members: list) -> int:
     return sum(_member_size(name, len(data)) for name, data in members)
 
 
-def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+def tar_header(name: str, size: int) -> tarfile.TarInfo:
+    """The fixed header every member gets (mtime 0, root, 0644): same samples, same bytes."""
     info = tarfile.TarInfo(name)
     info.size = size
     info.mtime = 0
@@ -132,7 +133,7 @@ class ShardWriter:
         if self._tar is None:
             self._open()
         for name, data in members:
-            self._tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
+            self._tar.addfile(tar_header(name, len(data)), io.BytesIO(data))
         self._count += 1
         self._size += size
         return self._name(len(self.shards))
@@ -186,6 +187,13 @@ def load_npy(data: bytes | bytearray) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
+def crops_to_gray(crops: np.ndarray) -> np.ndarray:
+    """Colour crops (T, H, W, 3) as the detector reads them (BT.601 luma); grayscale crops pass through."""
+    if crops.ndim == 3:
+        return crops
+    return (crops.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
+
+
 def decode_sample(sample: dict) -> tuple[str, np.ndarray, np.ndarray, dict]:
     """-> key, video uint8 (T, H, W) grayscale, audio float32 (T * 640,), json metadata."""
     key = sample["__key__"]
@@ -195,7 +203,7 @@ def decode_sample(sample: dict) -> tuple[str, np.ndarray, np.ndarray, dict]:
                          f"(has {sorted(k for k in sample if not k.startswith('__'))}); dotted key?")
     video = load_npy(sample["video.npy"])
     if video.ndim == 4 and video.shape[-1] == 3:  # crops packed in colour (align.color): the model is gray
-        video = (video.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).round().astype(np.uint8)
+        video = crops_to_gray(video)
     audio = load_npy(sample["audio.npy"]).reshape(-1)
     if audio.dtype == np.int16:
         audio = audio.astype(np.float32) / 32768.0

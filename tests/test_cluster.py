@@ -264,15 +264,17 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
                                         f"after 2 s. Is it running, and is the address right?"]
 
 
-def test_a_task_from_a_client_on_other_code_stops_the_run(shared, tmp_path):
+def test_a_task_from_a_client_on_other_code_stops_the_run(shared, tmp_path, monkeypatch):
     """A worker that joined after the check at connect time still refuses work from other code: here the
-    task claims a version no worker has."""
+    client, past that check, claims a version no worker has."""
+    from pipeline import runner
     from pipeline.runner import VideoTask, run_stage
 
     root = tmp_path / "p"
     root.mkdir()
     with root_env(root), dask_client(shared, settings=CHECKED) as client:
-        tasks = [VideoTask("resample", "c", "v0", "fp", code="0123456789ab")]
+        monkeypatch.setattr(runner, "code_version", lambda: ("0123456789ab", "another checkout"))
+        tasks = [VideoTask("resample", "c", "v0", "fp")]
         refused = r"runs other code \(version \w+ from .*\) than the client \(0123456789ab\)"
         with pytest.raises(ClusterError, match=refused):
             run_stage("resample", "c", tasks, resample.work, client)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from preprocess.corrupt import (TYPES, Corruption, CorruptionError, CorruptionLevels, RobustnessParams, apply,
-                                block_positions, compress_frames, compress_video, video_seed)
+                                block_positions, compress_video, video_seed)
 
 # Measured on the six GRID clips (25 frames each): level 5 lies between 24.4 dB (block-wise) and 31.9 dB
 # (compression); level 1 between 31.1 and 36.0 dB.
@@ -25,7 +25,10 @@ def psnr(clean: np.ndarray, other: np.ndarray) -> float:
     return float(10 * np.log10(255.0 ** 2 / mse)) if mse else float("inf")
 
 
-@pytest.mark.parametrize("type_", TYPES)
+FRAME_TYPES = tuple(t for t in TYPES if t != "compression")  # compression re-encodes the file instead
+
+
+@pytest.mark.parametrize("type_", FRAME_TYPES)
 def test_psnr_falls_with_every_level(frames, type_):
     before = frames.copy()
     scores = []
@@ -47,7 +50,7 @@ def test_level_zero_is_the_clean_input(frames, type_):
     assert all(a is b for a, b in zip(apply(iter(batches), level0), batches))
 
 
-@pytest.mark.parametrize("type_", TYPES)
+@pytest.mark.parametrize("type_", FRAME_TYPES)
 def test_batches_give_the_frames_of_the_whole_array(frames, type_):
     corruption = Corruption(type_, 3)
     whole = apply(frames, corruption, seed=7)
@@ -77,14 +80,27 @@ def test_blockwise_levels_nest_and_scale_with_the_frame():
     assert ((high >= 0) & (high <= [288 - 8, 360 - 8])).all()
 
 
-def test_compression_is_deterministic_and_keeps_count_and_shape(frames):
-    clip = frames[:10]
-    first = next(compress_frames([clip], 35))
-    second = next(compress_frames([clip], 35))
-    assert first.shape == clip.shape and np.array_equal(first, second)
-    gray_odd = np.ascontiguousarray(clip[:, :287, :359, 1])  # odd sides are padded for yuv420p, then cut off
-    out = apply(gray_odd, Corruption("compression", 1))
-    assert out.shape == gray_odd.shape and 25 < psnr(gray_odd, out) < 60
+def test_compression_re_encodes_the_file_and_psnr_falls_with_every_level(testdata):
+    """The path the robustness stage ships: the resampled file through x264 at each level's CRF."""
+    from preprocess.media import read_frames
+
+    clip = testdata / "grid" / "bbaf2n.mpg"
+    clean = read_frames(clip)[:25]
+    levels = CorruptionLevels()
+    scores = []
+    for level in range(1, 6):
+        out = next(compress_video(clip, levels.parameter(Corruption("compression", level)), batch=25))
+        assert out.shape == clean.shape and out.dtype == np.uint8
+        scores.append(psnr(clean, out))
+    assert all(b < a for a, b in zip(scores, scores[1:])), f"compression: PSNR not falling with level: {scores}"
+    assert scores[0] < LEVEL1_MAX_PSNR and scores[-1] < LEVEL5_MAX_PSNR, scores
+    again = next(compress_video(clip, levels.parameter(Corruption("compression", 5)), batch=25))
+    assert psnr(clean, again) == scores[-1]  # deterministic: one thread, bit-exact flags, the pinned ffmpeg
+
+
+def test_compression_is_not_a_frame_corruption(frames):
+    with pytest.raises(CorruptionError, match="re-encodes the video file"):
+        apply(frames, Corruption("compression", 1))
 
 
 def test_compressing_the_video_file(testdata):

@@ -85,8 +85,8 @@ def test_status_counts_per_stage(packed):
 
 
 @pytest.mark.parametrize("change, stale, cremadt_crop", [
-    # a crop param: only crop's records are stale; cremadt's failed-at-align video stays skipped at crop
-    (("maxcount: 4", "maxcount: 5"), {"crop"}, (3, 2)),
+    # a crop param only packs (shard sizes): no sample changes, so nothing is stale
+    (("maxcount: 4", "maxcount: 5"), set(), (0, 2)),
     # an align param: align and all below; the video failed at align would be redone, so its crop row too
     (("smooth_window: 6", "smooth_window: 5"), {"align", "crop"}, (4, 1)),
 ])

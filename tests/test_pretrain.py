@@ -12,7 +12,6 @@ import torch
 from ruamel.yaml import YAML
 from pipeline_project import MISSING, pretrain_shards, write_index
 
-from models.presets import save_tiny_wav2vec2
 from train.checkpoint import load_resumable, save_atomic
 from preprocess.settings import from_dict
 from train.pretrain_config import LearningRates, PretrainConfig, load_params
@@ -24,10 +23,9 @@ PY = sys.executable
 
 @pytest.fixture(scope="module")
 def w2v(tmp_path_factory):
-    """A folder with a tiny wav2vec2 (`w2v/`), where the tests' indexes go too."""
-    d = tmp_path_factory.mktemp("pretrain")
-    save_tiny_wav2vec2(str(d / "w2v"), hidden=64, dropout=0.0)
-    return d
+    """The tests' folder (shard indexes, params); the audio encoder is a random-init wav2vec2 built from its
+    config (model.audio.pretrained: false in write_params), so no saved model is needed."""
+    return tmp_path_factory.mktemp("pretrain")
 
 
 @pytest.fixture(scope="module")

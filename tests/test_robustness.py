@@ -93,6 +93,7 @@ def test_level_0_is_the_clean_path_and_corruptions_change_the_crops(stage):
     """Level 0 renders exactly the crops the crop stage packed; every corrupted level differs from them, and a
     rerun of a corruption gives the same bytes."""
     from preprocess.corrupt import Corruption, RobustnessParams
+    from preprocess.corrupted_crops import load_geometry
     from preprocess.shardformat import read_sample
     from train.robustness import eval_videos, video_crops
 
@@ -100,7 +101,7 @@ def test_level_0_is_the_clean_path_and_corruptions_change_the_crops(stage):
     with project_env(stage):
         v = eval_videos(stage / "data" / "collect").iloc[0]
         video = stage / "data" / "resample" / v.corpus / "video" / f"{v.video_id}.mkv"
-        npz = stage / "data" / "align" / v.corpus / "aligned" / f"{v.video_id}.npz"
+        npz = load_geometry(stage / "data" / "align" / v.corpus / "aligned" / f"{v.video_id}.npz")
         manifest = pd.read_parquet(stage / "data" / "shards" / v.corpus / "manifest.parquet")
         packed = [read_sample(stage / "data" / "shards" / v.corpus / r.shard, r.key)["video.npy"]
                   for r in manifest[manifest["video_id"] == v.video_id].sort_values("segment").itertuples()]
@@ -119,6 +120,7 @@ def test_level_0_is_the_clean_path_and_corruptions_change_the_crops(stage):
 
 def test_keep_crops_stores_the_corrupted_crops_it_scored(stage, tmp_path):
     from preprocess.corrupt import Corruption, RobustnessParams
+    from preprocess.corrupted_crops import load_geometry
     from train.robustness import eval_videos, score_all, video_crops
     from train.scoring import load_detector
 
@@ -130,7 +132,8 @@ def test_keep_crops_stores_the_corrupted_crops_it_scored(stage, tmp_path):
                          tmp_path, progress=False)
         v = videos.iloc[0]
         expected = video_crops(stage / "data" / "resample" / v.corpus / "video" / f"{v.video_id}.mkv",
-                               stage / "data" / "align" / v.corpus / "aligned" / f"{v.video_id}.npz", v.pieces,
+                               load_geometry(stage / "data" / "align" / v.corpus / "aligned" / f"{v.video_id}.npz"),
+                               v.pieces,
                                Corruption("jpeg", 1), params, v.video_id)
     assert list(rows["status"]) == ["scored", "scored"]
     kept = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.npy"))

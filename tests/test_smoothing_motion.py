@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,11 @@ import pytest
 
 from preprocess.align.align_params import AlignParams
 from preprocess.align.geometry import ALIGN_POINTS, TEMPLATE
+from preprocess.align.align_video import piece_transforms
 from preprocess.align.smoothing import follow_motion, local_quadratic, moving_average, smooth_landmarks
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_centring import (centre_steps, crop_transforms, landmarks_of, mouth_offsets,  # noqa: E402
+from bench_centring import (centre_steps, landmarks_of, mouth_offsets,  # noqa: E402
                             pan_frames, pan_path)
 
 FACE_SCALE = 1.5  # canonical (crop) px per frame px, about a GRID face
@@ -98,7 +100,7 @@ def test_a_panned_real_clip_keeps_the_mouth_centred(testdata):
     p = AlignParams()  # the shipped window and follow_speed
 
     def transforms(lms, method):
-        return crop_transforms(lms.aligned, method, p.smooth_window, p.follow_speed)
+        return piece_transforms(lms.aligned, replace(p, smoothing=method))[1]  # the align stage's own code
 
     worst = {m: mouth_offsets(transforms(moving, m), moving.reference).max()
              for m in ("moving_average", "follow")}

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import torch
 
-from preprocess.fileio import atomic_path
+from preprocess.fileio import write_bytes_atomic
 
 
 def save_atomic(obj, path: str | os.PathLike) -> None:
     """A kill mid-write must leave the previous checkpoint intact: write a temp file, then rename."""
     buffer = io.BytesIO()  # saved to a path, torch names the archive's folder after it: a random temp name
     torch.save(obj, buffer)  # would make identical checkpoints differ in bytes (and in their DVC hash)
-    with atomic_path(Path(path)) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    write_bytes_atomic(Path(path), buffer.getvalue())
 
 
 def load_resumable(path: str | os.PathLike, params_hash: str, index_sha256: str) -> tuple[dict | None, str]:

@@ -54,15 +54,15 @@ def read_index(path: str | os.PathLike, role: str) -> list[ShardInfo]:
     return [ShardInfo(str(e["path"]), int(e["samples"])) for e in entries if int(e["samples"]) > 0]
 
 
-def usable(video: np.ndarray, meta: dict, window: int, min_frames: int = 0) -> bool:
+def usable(n_frames: int, has_audio: bool, cfg: LoaderConfig) -> bool:
     """Long enough for a window (and min_frames), and with real audio (a silent stand-in would be a
     false positive pair)."""
-    return len(video) >= max(window, min_frames) and meta.get("has_audio", True) is not False
+    return has_audio and n_frames >= max(cfg.window, cfg.min_frames)
 
 
 def ref_usable(ref: SampleRef, cfg: LoaderConfig) -> bool:
     """usable() from the shard headers alone."""
-    return ref.has_audio and ref.n_frames >= max(cfg.window, cfg.min_frames)
+    return usable(ref.n_frames, ref.has_audio, cfg)
 
 
 def cut_window(video: np.ndarray, audio: np.ndarray, start: int, length: int):
@@ -214,7 +214,7 @@ class TrainWindows(EpochBatches):
                 if sample is None:
                     continue
                 key, video, audio, meta = decode_sample(sample)
-                if not usable(video, meta, self.cfg.window, self.cfg.min_frames):
+                if not usable(len(video), meta.get("has_audio", True) is not False, self.cfg):
                     continue  # only streamed shards get here
                 kept += 1
                 start = int(rng.integers(0, len(video) - self.cfg.window + 1))
@@ -270,7 +270,7 @@ def eval_windows(shards: list[ShardInfo], cfg: LoaderConfig, limit: int | None =
     n = 0
     for sample in iter_samples([s.path for s in shards]):
         key, video, audio, meta = decode_sample(sample)
-        if not usable(video, meta, cfg.window, cfg.min_frames):
+        if not usable(len(video), meta.get("has_audio", True) is not False, cfg):
             continue
         for s in starts:
             start = (len(video) - cfg.window) // 2 if s == "centre" else int(s)

@@ -108,12 +108,24 @@ def peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
+def train_step(model, loss_fn, opt, batch: dict, cfg: PretrainConfig, device: torch.device):
+    """One optimizer step on a batch: -> (loss tensor, video and audio embeddings). bf16 autocast on GPU."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda"):
+        zv, za = model(batch["video"].to(device, non_blocking=True), batch["audio"].to(device, non_blocking=True))
+    loss = loss_fn(zv, za)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return loss, zv, za
+
+
 def train_one_epoch(model, loss_fn, opt, loader, ds, epoch, cfg: PretrainConfig, info: DistInfo,
                     state: dict) -> dict:
     """One epoch; state["step"] (optimizer steps so far) and state["guard"] (collapse guard) carry over."""
     model.train()
     ds.set_epoch(epoch)
-    use_bf16 = cfg.bf16 and info.device.type == "cuda"
     n_steps = ds.batches_per_rank if cfg.max_steps_per_epoch is None else min(ds.batches_per_rank,
                                                                               cfg.max_steps_per_epoch)
     global_batch = cfg.data.batch_size * info.world
@@ -126,16 +138,7 @@ def train_one_epoch(model, loss_fn, opt, loader, ds, epoch, cfg: PretrainConfig,
             break
         lrs = lr_at(epoch, state["step"], cfg)
         set_lrs(opt, lrs)
-        video = batch["video"].to(info.device, non_blocking=True)
-        audio = batch["audio"].to(info.device, non_blocking=True)
-        with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            zv, za = model(video, audio)
-        loss = loss_fn(zv, za)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        loss, zv, za = train_step(model, loss_fn, opt, batch, cfg, info.device)
         value, s = float(loss.detach()), min(spread(zv), spread(za))
         total, total_spread, steps, state["step"] = total + value, total_spread + s, steps + 1, state["step"] + 1
         if guard_step(guard, value, s, global_batch, cfg):

@@ -40,7 +40,9 @@ import pandas as pd  # noqa: E402
 from preprocess import corrupt  # noqa: E402
 from preprocess.ffmpeg import FFmpegError  # noqa: E402
 from preprocess.corrupt import Corruption, CorruptionError, RobustnessParams  # noqa: E402
-from preprocess.corrupted_crops import gray, load_geometry, render  # noqa: E402
+from preprocess.corrupted_crops import load_geometry, render  # noqa: E402
+from preprocess.records import plain  # noqa: E402
+from preprocess.shardformat import crops_to_gray  # noqa: E402
 from preprocess.settings import load_yaml, section  # noqa: E402
 from train.metrics import labels01, summary  # noqa: E402
 from train.scoring import load_detector, untrained_reason, video_clip_logits, video_score  # noqa: E402
@@ -67,10 +69,10 @@ def eval_videos(collect: Path) -> pd.DataFrame:
         m = m[m["shard"].isin(shards) & (m["split"] == "test")]
         for (corpus, video_id), g in m.groupby(["corpus", "video_id"], sort=True):
             first = g.iloc[0]
-            method = first.get("method")
+            method = plain(first.get("method"))
             rows.append({"corpus": corpus, "video_id": video_id, "label": str(first["label"]),
-                         "method": None if method is None or (isinstance(method, float) and np.isnan(method))
-                         else str(method), "pieces": sorted(int(s) for s in g["segment"])})
+                         "method": None if method is None else str(method),
+                         "pieces": sorted(int(s) for s in g["segment"])})
     return pd.DataFrame(rows, columns=["corpus", "video_id", "label", "method", "pieces"])
 
 
@@ -96,12 +98,13 @@ def select(videos: pd.DataFrame, per_corpus: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(picked, columns=videos.columns).sort_values(["corpus", "video_id"]).reset_index(drop=True)
 
 
-def video_crops(video: Path, npz: Path, pieces: list[int], corruption: Corruption, params: RobustnessParams,
+def video_crops(video: Path, geometry: tuple, pieces: list[int], corruption: Corruption, params: RobustnessParams,
                 video_id: str) -> list[np.ndarray]:
-    """The corrupted mouth crops of each kept piece of one video, as the detector reads them (grayscale)."""
-    piece, frame, transforms, color = load_geometry(npz)
+    """The corrupted mouth crops of each kept piece of one video, as the detector reads them (grayscale).
+    `geometry`: load_geometry's (piece, frame, transforms, colour) of its align output, read once per video."""
+    piece, frame, transforms, color = geometry
     rows = np.isin(piece, pieces)
-    crops = gray(render(video, frame[rows], transforms[rows], color, corruption, params, video_id))
+    crops = crops_to_gray(render(video, frame[rows], transforms[rows], color, corruption, params, video_id))
     kept = piece[rows]
     return [crops[kept == p] for p in pieces]
 
@@ -127,6 +130,7 @@ def score_all(detector, videos: pd.DataFrame, align: Path, resample: Path, param
         video = resample / v["corpus"] / "video" / f"{v['video_id']}.mkv"
         npz = align / v["corpus"] / "aligned" / f"{v['video_id']}.npz"
         missing = [str(p) for p in (video, npz) if not p.is_file()]
+        geometry = None if missing else load_geometry(npz)
         for c in todo:
             kind = CLEAN if c.level == 0 else c.type
             row = {"corpus": v["corpus"], "video_id": v["video_id"], "label": v["label"], "method": v["method"],
@@ -138,7 +142,7 @@ def score_all(detector, videos: pd.DataFrame, align: Path, resample: Path, param
                 rows.append(row)
                 continue
             try:
-                pieces = video_crops(video, npz, list(v["pieces"]), c, params, v["video_id"])
+                pieces = video_crops(video, geometry, list(v["pieces"]), c, params, v["video_id"])
                 n, score = score_pieces(detector, pieces, device, batch_size)
             except (FFmpegError, CorruptionError, ValueError, OSError, av.error.FFmpegError) as exc:
                 # an unreadable or damaged file: a row with the reason, the other videos go on

@@ -14,7 +14,7 @@ bytes; written atomically), arrays concatenated over the kept pieces:
   landmarks_crop (T, 68, 2) float32 (crop pixels, from the raw landmarks)
   landmarks (T, 68, 2) float32 (frame pixels; interpolated where missing), scores (T, 68) float32 (NaN: none)
   transforms (T, 2, 3) float64 frame -> canonical 256x256 face
-  crop_transforms (T, 2, 3) float64 frame -> 96x96 mouth crop;  crop_centres (T, 2) float64 (canonical px)
+  crop_transforms (T, 2, 3) float64 frame -> 96x96 mouth crop (transforms moved so the mouth lands centred)
   interpolated (T,) bool;  boxes (T, 4) float32;  meta: JSON text (pieces with their track fields, QC)
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from preprocess.fileio import atomic_path
-from preprocess.records import SKIPPED, StageFailure
+from preprocess.records import SKIPPED, StageFailure, plain
 from preprocess.align import geometry, mouth
 from preprocess.align.align_params import AlignParams
 from preprocess.align.npz import save_npz
@@ -152,9 +152,7 @@ def _align_pieces(boxes: pd.DataFrame, tracks: pd.DataFrame, params: AlignParams
             sel = idx[s:e]
             ok = seg_valid[s:e]
             raw = interpolate(landmarks[sel], ok)
-            smooth = smooth_landmarks(raw, params.smoothing, params.smooth_window, params.follow_speed)
-            to_can = np.stack([geometry.to_canonical(p) for p in smooth])
-            crop_tf, centres = mouth.crop_transforms(to_can, smooth)
+            to_can, crop_tf = piece_transforms(raw, params)
             lm_crop = geometry.apply(crop_tf, raw).astype(np.float32)
             frames = rows["frame"].to_numpy(np.int32)[s:e]
             if np.any(np.diff(frames) != 1):
@@ -163,19 +161,24 @@ def _align_pieces(boxes: pd.DataFrame, tracks: pd.DataFrame, params: AlignParams
             meta = {"segment": piece, "track_segment": int(segment), "start_frame": int(frames[0]),
                     "end_frame": int(frames[-1]) + 1, "n_frames": int(e - s),
                     "interpolated_fraction": round(float((~ok).mean()), 6), **mouth.qc(lm_crop)}
-            for key in TRACK_FIELDS:
-                value = info.get(key)
-                meta[key] = None if value is None or (isinstance(value, float) and np.isnan(value)) else \
-                    (value.item() if hasattr(value, "item") else value)
+            meta.update({key: plain(info.get(key)) for key in TRACK_FIELDS})
             pieces_meta.append(meta)
             parts.append({
                 "piece": np.full(e - s, piece, np.int32), "track_segment": np.full(e - s, segment, np.int32),
                 "frame": frames, "landmarks_crop": lm_crop,
                 "landmarks": raw.astype(np.float32), "scores": scores[sel], "transforms": to_can,
-                "crop_transforms": crop_tf, "crop_centres": centres, "interpolated": ~ok,
+                "crop_transforms": crop_tf, "interpolated": ~ok,
                 "boxes": box_arr[sel].astype(np.float32),
             })
     return parts, pieces_meta, dropped_gap, dropped_short
+
+
+def piece_transforms(raw: np.ndarray, params: AlignParams) -> tuple[np.ndarray, np.ndarray]:
+    """A piece's gap-free landmarks (T, 68, 2) -> smoothed, then frame -> canonical face and frame -> mouth crop
+    transforms (T, 2, 3) each."""
+    smooth = smooth_landmarks(raw, params.smoothing, params.smooth_window, params.follow_speed)
+    to_canonical = np.stack([geometry.to_canonical(p) for p in smooth])
+    return to_canonical, mouth.crop_transforms(to_canonical, smooth)
 
 
 def load_aligned(path: Path, keys: tuple[str, ...] | None = None) -> tuple[dict, dict]:

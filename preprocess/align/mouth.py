@@ -5,13 +5,13 @@ import cv2
 import numpy as np
 
 from preprocess.align import geometry
+from preprocess.contract import CROP_SIZE
 
-CROP = 96
-HALF = (CROP - 1) / 2  # 47.5: the crop centre in pixel-centre coordinates
+HALF = (CROP_SIZE - 1) / 2  # 47.5: the crop centre in pixel-centre coordinates
 
 
-def crop_transforms(to_canonical: np.ndarray, smoothed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: frame -> crop transforms (T, 2, 3) and the crop centres in the canonical face (T, 2).
+def crop_transforms(to_canonical: np.ndarray, smoothed: np.ndarray) -> np.ndarray:
+    """Per frame: frame -> crop transforms (T, 2, 3).
 
     The centre is the mean of the smoothed mouth points mapped into the canonical face, moved just
     enough to keep the crop inside the 256x256 canvas.
@@ -20,7 +20,7 @@ def crop_transforms(to_canonical: np.ndarray, smoothed: np.ndarray) -> tuple[np.
     centres = np.clip(mouth.mean(1), HALF, geometry.CANVAS - 1 - HALF)
     crops = to_canonical.copy()
     crops[:, :, 2] += HALF - centres
-    return crops, centres
+    return crops
 
 
 def aligned_face(frame: np.ndarray, to_canonical: np.ndarray) -> np.ndarray:

@@ -21,18 +21,14 @@ from preprocess.resample import stage as resample_stage
 from preprocess.settings import section, stable_hash
 from preprocess.track import stage as track_stage
 from preprocess.weights import weights_identity
+from preprocess.worker_models import load_once
 
 STAGE = "align"
 UPSTREAM = track_stage.STAGE
 VERSION = 2  # bump when the alignment itself changes, so finished videos are redone (2: no pixels kept)
 
-_LANDMARKERS: dict = {}  # per worker process: the model is loaded once, not once per video
-
-
 def settings(params: dict, corpus: CorpusRef | None = None) -> AlignParams:
-    stage_params = section(params, STAGE, AlignParams)
-    resolve_weights(stage_params, params)  # a missing model stops the stage before any video
-    return stage_params
+    return section(params, STAGE, AlignParams)
 
 
 def output_path(corpus: str, video_id: str) -> Path:
@@ -49,18 +45,13 @@ def resolve_weights(stage_params: AlignParams, params: dict) -> Path | None:
 
 
 def landmarker_for(stage_params: AlignParams, weights: str | None):
+    """The landmark model, loaded once per worker process."""
+    from preprocess.align.align_video import make_landmarker
+
     key = (stage_params.backend, stage_params.dlib_refine, stage_params.fan_reference_scale,
            stage_params.batch_size, weights)
-    if key not in _LANDMARKERS:
-        from preprocess.align.align_video import make_landmarker
-
-        if stage_params.backend == "fan":
-            import torch
-
-            torch.set_num_threads(1)  # one task per worker process: processes, not threads, give parallelism
-        _LANDMARKERS.clear()
-        _LANDMARKERS[key] = make_landmarker(stage_params, Path(weights) if weights else None)
-    return _LANDMARKERS[key]
+    return load_once(STAGE, key, lambda: make_landmarker(stage_params, Path(weights) if weights else None),
+                     uses_torch=stage_params.backend == "fan")
 
 
 def work(task: VideoTask) -> dict:
@@ -90,7 +81,7 @@ def plan(corpus: CorpusRef, videos: list, stage_params: AlignParams, params: dic
     return tasks, []
 
 
-def finish(corpus: CorpusRef, records: list[StatusRecord]) -> None:
+def finish(corpus: CorpusRef, records: list[StatusRecord], stage_params: AlignParams) -> None:
     prune_outputs([paths.stage_dir(STAGE, corpus.name) / "aligned"], {r.video_id for r in records if r.status == OK})
 
 

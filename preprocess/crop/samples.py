@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,15 +19,10 @@ import numpy as np
 from preprocess.contract import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME, sample_key
 from preprocess.crop.render import iter_mouths
 from preprocess.media import Pcm16
-from preprocess.shardformat import encode_sample
+from preprocess.records import plain
+from preprocess.shardformat import encode_sample, sample_members, tar_header
 
 Members = list  # [(member name, bytes)] of one sample, in SAMPLE_FIELDS order
-
-
-def plain(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value.item() if hasattr(value, "item") else value
 
 
 def segment_audio(audio: Pcm16 | None, start: int, end: int, shift: int) -> np.ndarray:
@@ -128,9 +122,7 @@ def write_video_tar(path: Path, samples) -> tuple[int, int]:
     with open(path, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for _, members in samples:
             for name, data in members:
-                info = tarfile.TarInfo(name)
-                info.size, info.mtime, info.mode = len(data), 0, 0o644
-                tar.addfile(info, io.BytesIO(data))
+                tar.addfile(tar_header(name, len(data)), io.BytesIO(data))
             n_samples += 1
             n_frames += manifest_row(members)["n_frames"]
     return n_samples, n_frames
@@ -140,13 +132,11 @@ def read_video_tar(path: Path) -> Iterator[tuple[str, Members]]:
     """The (key, members) samples of a per-video tar, in order (keys hold no dots: sample_key checks)."""
     key, members = None, []
     with tarfile.open(path, mode="r:") as tar:
-        for member in tar:
-            name = member.name
-            prefix = name.split(".", 1)[0]
+        for member, prefix, _ in sample_members(tar):  # the shard reader's grouping
             if prefix != key and members:
                 yield key, members
                 members = []
             key = prefix
-            members.append((name, tar.extractfile(member).read()))
+            members.append((member.name, tar.extractfile(member).read()))
     if members:
         yield key, members

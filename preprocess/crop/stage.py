@@ -22,20 +22,19 @@ from __future__ import annotations
 
 import sys
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from preprocess import paths
 from preprocess.align import stage as align_stage
 from preprocess.align.align_video import load_aligned
 from preprocess.crop.pack import (commit, pack, read_packed, rendered_path,
                                   shard_dir)
-from preprocess.crop.samples import plain, open_audio, render_samples, write_video_tar
+from preprocess.crop.samples import open_audio, render_samples, write_video_tar
 from preprocess.fileio import atomic_path, remove_leftover_tmp_files
-from preprocess.records import FAILED, OK, CorpusRef, StageFailure, StatusRecord, VideoTask, write_record, \
+from preprocess.records import FAILED, OK, CorpusRef, StageFailure, StatusRecord, VideoTask, plain, write_record, \
     write_status_table
 from preprocess.resample import stage as resample_stage
-from preprocess.settings import load_yaml, section, stable_hash
+from preprocess.settings import section, stable_hash
 
 STAGE = "crop"
 UPSTREAM = align_stage.STAGE
@@ -67,8 +66,8 @@ def plan(corpus: CorpusRef, videos: list, stage_params: CropParams, params: dict
     for row, upstream in videos:
         video_id = row["video_id"]
         fields = {k: plain(row.get(k)) for k in ROW_FIELDS}
-        fingerprint = stable_hash(VERSION, upstream.fingerprint, asdict(stage_params), corpus.name, fields,
-                                  upstream_params)
+        # crop's own params only pack (shard sizes): they change no sample, so they are not in the fingerprint
+        fingerprint = stable_hash(VERSION, upstream.fingerprint, corpus.name, fields, upstream_params)
         # An ok record is reused while its samples are somewhere: its per-video tar, or the current shards.
         rendered = rendered_path(corpus.name, video_id, fingerprint)
         held = packed.shard_paths(corpus.name, video_id, fingerprint)
@@ -76,7 +75,7 @@ def plan(corpus: CorpusRef, videos: list, stage_params: CropParams, params: dict
         video, audio = resample_stage.output_paths(corpus.name, video_id)
         tasks.append(VideoTask(STAGE, corpus.name, video_id, fingerprint, {
             "row": fields, "aligned": str(align_stage.output_path(corpus.name, video_id)), "video": str(video),
-            "audio": str(audio), "upstream_params": upstream_params, "params": stage_params}, outputs))
+            "audio": str(audio), "upstream_params": upstream_params}, outputs))
     return tasks, []
 
 
@@ -85,8 +84,7 @@ def work(task: VideoTask) -> dict:
 
     def params_hash_of(align_params: dict) -> str:
         # every section that shaped the samples (fingerprints chain the same per video)
-        return stable_hash(align_stage.VERSION, VERSION, inp["upstream_params"], align_params,
-                           asdict(inp["params"]))
+        return stable_hash(align_stage.VERSION, VERSION, inp["upstream_params"], align_params)
 
     try:
         aligned = load_aligned(Path(inp["aligned"]), keys=("piece", "frame", "crop_transforms", "landmarks_crop"))
@@ -108,9 +106,8 @@ def work(task: VideoTask) -> dict:
     return details
 
 
-def finish(corpus: CorpusRef, records: list[StatusRecord]) -> list[StatusRecord]:
+def finish(corpus: CorpusRef, records: list[StatusRecord], stage_params: CropParams) -> list[StatusRecord]:
     """Pack every ok video's samples into the shards (see preprocess/crop/pack.py)."""
-    stage_params = settings(load_yaml(paths.params_path()))
     ok = [r for r in records if r.status == OK]
     missing, n_samples, n_shards = pack(corpus.name, [(r.video_id, r.details["split"], r.fingerprint) for r in ok],
                                         stage_params.maxcount, stage_params.maxsize)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from preprocess.ffmpeg import pinned_ffmpeg_exe, run_ffmpeg
+from preprocess.fileio import atomic_path
 
 # 2020-01-01 00:00:00 UTC: every demo file gets this mtime, so a source manifest (which records mtime_ns)
 # made from the files is the same from run to run.
@@ -44,13 +45,12 @@ def write_video(path: Path, frames: np.ndarray, fps: int, audio: np.ndarray, rat
     FIXED_MTIME_NS."""
     path.parent.mkdir(parents=True, exist_ok=True)
     t, h, w, _ = frames.shape
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".demo-") as tmp:
-        raw, wav, out = Path(tmp) / "frames.rgb", Path(tmp) / "audio.wav", Path(tmp) / path.name
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".demo-") as tmp, atomic_path(path) as out:
+        raw, wav = Path(tmp) / "frames.rgb", Path(tmp) / "audio.wav"
         raw.write_bytes(np.ascontiguousarray(frames).tobytes())
         write_wav(wav, stereo(audio, rate), rate)
         run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", str(raw),
                     "-i", str(wav), "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-threads", "1",
                     "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", *_BITEXACT, "-shortest", "-f", "matroska", str(out)],
                    exe=pinned_ffmpeg_exe())
-        os.utime(out, ns=(FIXED_MTIME_NS, FIXED_MTIME_NS))
-        os.replace(out, path)
+        os.utime(out, ns=(FIXED_MTIME_NS, FIXED_MTIME_NS))  # kept by the rename

@@ -45,6 +45,6 @@ def work(task: VideoTask) -> dict:
     return resample_video(Path(task.inputs["source"]), video_out, audio_out, task.inputs["params"])
 
 
-def finish(corpus: CorpusRef, records: list[StatusRecord]) -> None:
+def finish(corpus: CorpusRef, records: list[StatusRecord], stage_params: ResampleParams) -> None:
     out = paths.stage_dir(STAGE, corpus.name)
     prune_outputs([out / "video", out / "audio"], {r.video_id for r in records if r.status == OK})

@@ -17,6 +17,7 @@ from preprocess.records import OK, CorpusRef, StatusRecord, VideoTask
 from preprocess.resample import stage as resample_stage
 from preprocess.settings import section, stable_hash
 from preprocess.track.track_params import TrackParams
+from preprocess.worker_models import load_once
 from preprocess.weights import RETINAFACE_FILE, RETINAFACE_URL, resolve_weights, weights_identity
 
 STAGE = "track"
@@ -26,9 +27,6 @@ SYNCNET_FILE = "syncnet_v2.model"
 TRACK_COLUMNS = {"corpus": "string", "video_id": "string", "segment": "int32", "start_frame": "int32",
                  "end_frame": "int32", "n_faces": "int32", "sync_method": "string", "sync_offset": "Int32",
                  "sync_confidence": "float64", "speaker_ambiguous": "bool", "audio_shift_frames": "int32"}
-
-_models: dict = {}  # per worker process: loaded once, reused for every video
-
 
 def output_paths(corpus: str, video_id: str) -> tuple[Path, Path]:
     out = paths.stage_dir(STAGE, corpus)
@@ -40,9 +38,7 @@ def tracks_table_path(corpus: str) -> Path:
 
 
 def settings(params: dict, corpus: CorpusRef | None = None) -> TrackParams:
-    stage_params = section(params, STAGE, TrackParams)
-    weight_files(params, stage_params.detector)  # a missing model stops the stage before any video
-    return stage_params
+    return section(params, STAGE, TrackParams)
 
 
 def weight_files(params: dict, detector: str = "retinaface") -> dict:
@@ -61,12 +57,8 @@ def weight_files(params: dict, detector: str = "retinaface") -> dict:
 
 
 def _load_models(weights: dict, stage_params: TrackParams):
-    key = (stage_params.detector, weights["retinaface"], weights["syncnet"], stage_params.detect)
-    if key not in _models:
-        if stage_params.detector == "retinaface" or weights["syncnet"]:  # dlib alone needs no torch (3 s import)
-            import torch
-
-            torch.set_num_threads(1)  # one task per worker process; processes, not threads, give parallelism
+    """(face detector, SyncNet scorer or None), loaded once per worker process."""
+    def build():
         from preprocess.track.detect import make_detector
 
         syncnet = None
@@ -74,10 +66,11 @@ def _load_models(weights: dict, stage_params: TrackParams):
             from preprocess.track.syncnet import SyncNetScorer
 
             syncnet = SyncNetScorer(Path(weights["syncnet"]), vshift=stage_params.sync.syncnet_vshift)
-        _models.clear()
-        detector = make_detector(stage_params.detector, stage_params.detect, weights["retinaface"])
-        _models[key] = (detector, syncnet)
-    return _models[key]
+        return make_detector(stage_params.detector, stage_params.detect, weights["retinaface"]), syncnet
+
+    key = (stage_params.detector, weights["retinaface"], weights["syncnet"], stage_params.detect,
+           stage_params.sync.syncnet_vshift)
+    return load_once(STAGE, key, build, uses_torch=stage_params.detector == "retinaface" or bool(weights["syncnet"]))
 
 
 def work(task: VideoTask) -> dict:
@@ -112,7 +105,7 @@ def plan(corpus: CorpusRef, videos: list, stage_params: TrackParams, params: dic
     return tasks, []
 
 
-def finish(corpus: CorpusRef, records: list[StatusRecord]) -> None:
+def finish(corpus: CorpusRef, records: list[StatusRecord], stage_params: TrackParams) -> None:
     keep = {r.video_id for r in records if r.status == OK}
     out = paths.stage_dir(STAGE, corpus.name)
     prune_outputs([out / "boxes", out / "segments"], keep)

@@ -227,10 +227,10 @@ def test_clips_are_scored_per_piece_in_chunks_and_placed_at_their_frames(tmp_pat
 
 
 def test_colour_crops_are_scored_as_their_grey_version(tmp_path):
-    """align.color: true gives RGB crops; the detector is grayscale, so they are scored converted to grey."""
-    import cv2
-
+    """align.color: true gives RGB crops; the detector is grayscale, so they are scored converted to grey by the
+    shard reader's rule (what evaluate scores), not another one."""
     from pipeline.predict import score_crops
+    from preprocess.shardformat import crops_to_gray
     from pipeline.video_crops import Segment, VideoCrops
     from train.scoring import load_detector, video_clip_logits
 
@@ -238,5 +238,6 @@ def test_colour_crops_are_scored_as_their_grey_version(tmp_path):
     rgb = np.random.default_rng(1).integers(0, 256, (50, 96, 96, 3), dtype=np.uint8)
     seg = Segment(0, 0, np.arange(50, dtype=np.int32), rgb, (0, 0, 100, 100), 1, "single-face", False)
     pred = score_crops(VideoCrops(tmp_path / "v.mp4", n_frames=50, face_tracks=1, segments=[seg]), detector)
-    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb])
+    grey = crops_to_gray(rgb)
+    assert grey.shape == (50, 96, 96) and grey.dtype == np.uint8
     np.testing.assert_allclose([c.logit for c in pred.clips], video_clip_logits(detector, grey), atol=1e-5)

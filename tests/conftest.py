@@ -1,29 +1,73 @@
-"""Shared fixtures: the real clips beside the project, a scratch project root, a small dask cluster."""
+"""Shared fixtures: the session's talking-face clips (real ones from ../shared, else made by the demo
+generator), the test pipeline project built from them, a scratch project root, a small dask cluster; and a
+base temp folder of its own for every pytest run."""
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
+import pipeline_project
+from clips import HAVE_SHARED, SHARED_ABSENT, TESTDATA, Clips, demo_clips, shared_clips
 from preprocess.ffmpeg import run_ffmpeg
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-TESTDATA = SHARED / "testdata"
-WEIGHTS = SHARED / "weights"
-GRID_CLIPS = sorted((TESTDATA / "grid").glob("*.mpg"))
-CREMAD_CLIPS = sorted((TESTDATA / "cremad").glob("*.flv"))
-# Tests on the real clips and weights beside the project skip where that folder is absent (CI has it); the
-# rest, the demo pipeline's end-to-end test included, need nothing but the pip install.
-SHARED_ABSENT = f"needs the real test clips in {TESTDATA}, which this machine does not have (CI does)"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    # pytest's default base temp (/tmp/pytest-of-USER/pytest-N) is shared by every run of the user, and a run
+    # prunes the older ones, even those of a run still going: each run here gets a folder of its own, removed at
+    # its end (--basetemp still chooses one).
+    if not config.option.basetemp:
+        config.option.basetemp = tempfile.mkdtemp(prefix="avlips-pytest-")
+        config.add_cleanup(lambda: shutil.rmtree(config.option.basetemp, ignore_errors=True))
+
+
+def pytest_report_header(config):
+    return f"test clips: {'real, from ' + str(TESTDATA) if HAVE_SHARED else 'made by the demo generator'}"
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> Clips:
+    """The real GRID/CREMA-D clips where ../shared is there, else demo clips in the same formats (made once)."""
+    return shared_clips() or demo_clips(tmp_path_factory.mktemp("demo-clips"))
 
 
 @pytest.fixture(scope="session")
 def testdata() -> Path:
-    if not GRID_CLIPS:
+    """../shared/testdata, for the few checks of facts only the real files have."""
+    if not HAVE_SHARED:
         pytest.skip(SHARED_ABSENT)
     return TESTDATA
+
+
+@pytest.fixture(scope="session")
+def retinaface(clips) -> Path:
+    if clips.retinaface is None:
+        pytest.skip(SHARED_ABSENT)
+    return clips.retinaface
+
+
+@pytest.fixture(scope="session")
+def base_project(clips, tmp_path_factory) -> Path:
+    """The test pipeline project after resample and track (pipeline_project.build); read-only: copy it to
+    change it."""
+    return pipeline_project.build(tmp_path_factory.mktemp("pipeline") / "project", clips)
+
+
+@pytest.fixture(scope="session")
+def aligned_project(base_project) -> Path:
+    """base_project plus the align stage, in place; read-only."""
+    return pipeline_project.align(base_project)
+
+
+@pytest.fixture(scope="session")
+def packed_project(aligned_project, tmp_path_factory) -> Path:
+    """A copy of aligned_project with shards (crop) and the collect index; read-only."""
+    return pipeline_project.pack(aligned_project, tmp_path_factory.mktemp("packed") / "project")
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
-"""The test pipeline project: the shared clips run through the real stages, resample -> track (RetinaFace)
--> align (dlib) -> crop -> collect, once per test session.
+"""The test pipeline project: the session's clips (tests/clips.py: the real GRID and CREMA-D clips, or demo
+clips in their formats) run through the real stages, resample -> track -> align (dlib) -> crop -> collect.
 
-Imported by the align / crop / shards / inspect / pretrain / loader tests (and benchmarks). Each project is
-built once per test process in a temporary folder and must be treated as read-only: copy it
-(`copy_project`) for a test that changes it.
+The conftest fixtures `base_project`, `aligned_project` and `packed_project` build it once per test session
+(benchmarks call `packed_in`); treat it as read-only: copy it (`copy_project`) for a test that changes it.
+Track uses RetinaFace where its weights are there (the tests were first written against its boxes), else
+the default dlib detector.
 
 Corpora: `gridt` (pretrain, the 6 GRID clips, train and val splits) and `cremadt` (eval, the 3 CREMA-D
 clips, one of them again under a dotted, non-ASCII name with a space, and a test pattern without a face,
@@ -13,30 +14,20 @@ retrieval checks.
 """
 from __future__ import annotations
 
-import atexit
 import contextlib
-import functools
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import yaml
 
+from clips import Clips
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-TESTDATA = SHARED / "testdata"
-RETINAFACE = SHARED / "weights" / "retinaface" / "retinaface_mobilenet0.25.pth"
-GRID = sorted((TESTDATA / "grid").glob("*.mpg"))
-CREMAD = sorted((TESTDATA / "cremad").glob("*.flv"))
 ODD_NAME = "ström.talk v1.flv"  # dotted, non-ASCII, with a space: must survive into the shards
-ODD_TWIN = CREMAD[0] if CREMAD else None  # the clip the odd name links to
 NO_FACE = "noface.flv"
 CORPORA = ("gridt", "cremadt")
-# why the pipeline tests cannot run here ("" when they can)
-MISSING = "" if GRID and CREMAD and RETINAFACE.exists() else \
-    f"needs the real clips and RetinaFace weights in {SHARED}, which this machine does not have (CI does)"
 
 PARAMS = """\
 corpora:
@@ -71,11 +62,14 @@ crop:
 """
 
 
-def project_params() -> str:
+def project_params(clips: Clips) -> str:
     """PARAMS plus the repository's own `track` section (the defaults a user runs), with the RetinaFace
-    detector and its local weights (the tests below were written against its boxes)."""
-    track = {**yaml.safe_load((REPO / "params.yaml").read_text())["track"], "detector": "retinaface"}
-    return PARAMS + yaml.safe_dump({"track": track, "weights": {"retinaface": str(RETINAFACE)}}, sort_keys=False)
+    detector and its local weights where the clips come with them."""
+    track = yaml.safe_load((REPO / "params.yaml").read_text())["track"]
+    if clips.retinaface is None:
+        return PARAMS + yaml.safe_dump({"track": {**track, "detector": "dlib"}}, sort_keys=False)
+    return PARAMS + yaml.safe_dump({"track": {**track, "detector": "retinaface"},
+                                    "weights": {"retinaface": str(clips.retinaface)}}, sort_keys=False)
 
 
 @contextlib.contextmanager
@@ -104,13 +98,6 @@ def local_client():
         yield client
 
 
-def _scratch(prefix: str) -> Path:
-    """A temporary project folder, removed when the test process exits."""
-    top = Path(tempfile.mkdtemp(prefix=prefix))
-    atexit.register(shutil.rmtree, top, ignore_errors=True)
-    return top / "project"
-
-
 def make_faceless(path: Path) -> Path:
     """2 s of ffmpeg's moving test pattern with a tone: a valid video the track stage finds no face in."""
     from preprocess.ffmpeg import run_ffmpeg
@@ -121,7 +108,7 @@ def make_faceless(path: Path) -> Path:
     return path
 
 
-def build(root: Path) -> Path:
+def build(root: Path, clips: Clips) -> Path:
     """The raw folders, params and source manifests, then resample and track on both corpora."""
     from pipeline.manifest import scan_corpus, write_manifest
     from pipeline.corpora import get_corpus, load_params
@@ -129,13 +116,13 @@ def build(root: Path) -> Path:
 
     (root / "raw" / "grid").mkdir(parents=True)
     (root / "raw" / "cremad").mkdir(parents=True)
-    for clip in GRID:
+    for clip in clips.grid:
         (root / "raw" / "grid" / clip.name).symlink_to(clip)
-    for clip in CREMAD:
+    for clip in clips.cremad:
         (root / "raw" / "cremad" / clip.name).symlink_to(clip)
-    (root / "raw" / "cremad" / ODD_NAME).symlink_to(ODD_TWIN)
+    (root / "raw" / "cremad" / ODD_NAME).symlink_to(clips.cremad[0])  # its twin: the same clip
     make_faceless(root / "raw" / "cremad" / NO_FACE)
-    (root / "params.yaml").write_text(project_params())
+    (root / "params.yaml").write_text(project_params(clips))
     (root / "data_manifests").mkdir()
     with project_env(root), local_client() as client:
         params = load_params()
@@ -146,36 +133,32 @@ def build(root: Path) -> Path:
     return root
 
 
-@functools.lru_cache(maxsize=None)
-def base_project() -> Path:
-    """resample + track, built once per test process."""
-    return build(_scratch("avlips-pipeline-test-"))
-
-
-@functools.lru_cache(maxsize=None)
-def aligned_project() -> Path:
-    """base_project() plus the align stage (dlib) on both corpora; treat it as read-only."""
+def align(root: Path) -> Path:
+    """The align stage (dlib) on both corpora of a built project, in place."""
     from pipeline import stages
 
-    root = base_project()
     with project_env(root), local_client() as client:
         for name in CORPORA:
             stages.run("align", name, client)
     return root
 
 
-@functools.lru_cache(maxsize=None)
-def packed_project() -> Path:
-    """A copy of aligned_project() with shards (crop) and the collect index; treat it as read-only."""
+def pack(aligned: Path, root: Path) -> Path:
+    """A copy of an aligned project at `root`, with shards (crop) and the collect index."""
     from pipeline import collect
     from pipeline import stages
 
-    root = copy_project(aligned_project(), _scratch("avlips-packed-test-"))
+    copy_project(aligned, root)
     with project_env(root), local_client() as client:
         for name in CORPORA:
             stages.run("crop", name, client)
         collect.main([])
     return root
+
+
+def packed_in(folder: Path, clips: Clips) -> Path:
+    """The whole packed project in `folder` (for benchmarks; the tests use the conftest fixtures)."""
+    return pack(align(build(folder / "aligned", clips)), folder / "packed")
 
 
 def first_tracked_video(corpus: str = "gridt", frames: int = 30):
@@ -198,19 +181,18 @@ def copy_project(src: Path, dst: Path) -> Path:
     return dst
 
 
-def collected_shards(role: str, *splits: str) -> list:
-    """The shards of packed_project() that its collect index `data/collect/<role>.json` lists under
+def collected_shards(root: Path, role: str, *splits: str) -> list:
+    """The shards of a packed project that its collect index `data/collect/<role>.json` lists under
     `splits`, read with the trainer's own reader, as ShardInfo with absolute paths."""
     from train.data import ShardInfo, read_index
 
-    root = packed_project()
     index = root / "data" / "collect" / f"{role}.json"
     return [ShardInfo(str(root / s.path), s.samples) for split in splits for s in read_index(index, split)]
 
 
-def pretrain_shards(*splits: str) -> list:
+def pretrain_shards(root: Path, *splits: str) -> list:
     """The pretraining corpus (the 6 GRID clips) as the pipeline packed them."""
-    return collected_shards("pretrain", *splits)
+    return collected_shards(root, "pretrain", *splits)
 
 
 def write_index(path: Path, **roles: list) -> Path:

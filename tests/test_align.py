@@ -1,15 +1,13 @@
-"""align: geometry and smoothing units, and the dlib path on the real clips (lips centred, resume)."""
+"""align: geometry and smoothing units, and the dlib path on the session's talking-face clips (lips centred, resume)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from pipeline_project import MISSING, aligned_project, copy_project, first_tracked_video, local_client, project_env
+from pipeline_project import copy_project, first_tracked_video, local_client, project_env
 
 from preprocess.align import geometry, mouth
 from preprocess.align.smoothing import interpolate, moving_average, split_pieces
-
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
 
 # ------------------------------------------------------------------------------------------ units
@@ -50,7 +48,7 @@ def test_moving_average_is_centred_and_keeps_lines():
     assert np.abs(moving_average(noisy, 6) - line)[6:-6].max() < 0.1
 
 
-# ------------------------------------------------- real clips: RetinaFace track boxes, dlib landmarks
+# ------------------------------ the test pipeline project: track boxes (RetinaFace or dlib), dlib landmarks
 def _aligned(root, corpus):
     from preprocess.align import stage as align
     from preprocess.align.align_video import load_aligned
@@ -59,8 +57,8 @@ def _aligned(root, corpus):
     return {vid: load_aligned(align.output_path(corpus, vid)) for vid in table.video_id[table.status == "ok"]}
 
 
-def test_every_clip_is_aligned_with_the_documented_arrays():
-    root = aligned_project()
+def test_every_clip_is_aligned_with_the_documented_arrays(aligned_project):
+    root = aligned_project
     with project_env(root):
         for corpus, n in (("gridt", 6), ("cremadt", 4)):
             table = pd.read_parquet(root / "data" / "align" / corpus / "status.parquet")
@@ -82,10 +80,10 @@ def test_every_clip_is_aligned_with_the_documented_arrays():
                 assert np.allclose(mapped, arrays["landmarks_crop"], atol=1e-3)
 
 
-def test_lips_are_centred_and_mouth_width_is_canonical():
+def test_lips_are_centred_and_mouth_width_is_canonical(aligned_project):
     """Mean of points 48-67 within 8 px of the crop centre in every frame and 3 px on average per clip;
     median mouth width (48 to 54) within 30% of the canonical 45 px."""
-    root = aligned_project()
+    root = aligned_project
     with project_env(root):
         worst = {}
         for corpus in ("gridt", "cremadt"):
@@ -101,13 +99,13 @@ def test_lips_are_centred_and_mouth_width_is_canonical():
         print({k: tuple(round(float(x), 2) for x in v) for k, v in worst.items()})
 
 
-def test_killed_run_resumes_and_failed_tracks_are_accounted(tmp_path):
+def test_killed_run_resumes_and_failed_tracks_are_accounted(aligned_project, tmp_path):
     from preprocess import paths
     from pipeline import stages
     from preprocess.align import stage as align
     from preprocess.records import FAILED, StatusRecord, read_record, write_record
 
-    root = copy_project(aligned_project(), tmp_path / "project")
+    root = copy_project(aligned_project, tmp_path / "project")
     with project_env(root), local_client() as client:
         vids = sorted(pd.read_parquet(paths.source_manifest_path("gridt")).video_id)
         before = {v: read_record("align", "gridt", v) for v in vids}
@@ -142,7 +140,7 @@ def test_missing_fan_weights_give_a_plain_error(tmp_path, monkeypatch):
         resolve_weights(None, FAN_FILE, None, "FAN landmark weights", "fan")
 
 
-def test_align_cli_killed_mid_run_resumes(tmp_path):
+def test_align_cli_killed_mid_run_resumes(aligned_project, tmp_path):
     """`python -m pipeline stage align` killed (SIGKILL) after its first finished video, then rerun."""
     import os
     import signal
@@ -152,7 +150,7 @@ def test_align_cli_killed_mid_run_resumes(tmp_path):
 
     from preprocess.records import read_record
 
-    root = copy_project(aligned_project(), tmp_path / "project")
+    root = copy_project(aligned_project, tmp_path / "project")
     align_dir = root / "data" / "align" / "gridt"
     import shutil
 
@@ -180,7 +178,7 @@ def test_align_cli_killed_mid_run_resumes(tmp_path):
     assert not list(align_dir.rglob(".tmp-*"))
 
 
-def test_colour_crops_and_missing_audio(tmp_path):
+def test_colour_crops_and_missing_audio(aligned_project, tmp_path):
     """align.color gives (T, 96, 96, 3) crops, the gray ones' picture; a video without audio gets zeros and
     says so in its json and manifest row."""
     import json
@@ -191,7 +189,7 @@ def test_colour_crops_and_missing_audio(tmp_path):
     from preprocess.shardformat import load_npy
 
     keys = ("piece", "frame", "crop_transforms", "landmarks_crop")
-    root = aligned_project()
+    root = aligned_project
     with project_env(root):
         row, boxes, video, _ = first_tracked_video()
         samples = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from pipeline_project import MISSING, aligned_project, first_tracked_video, project_env
+from pipeline_project import first_tracked_video, project_env
 
 from preprocess.align import landmarks_fan
 
@@ -24,15 +24,14 @@ def test_heatmap_peak_maps_back_to_the_frame_point():
     assert scores.shape == (1, 68)
 
 
-@pytest.mark.skipif(bool(MISSING), reason=MISSING)
-def test_fan_and_dlib_paths_give_identically_shaped_samples(monkeypatch, tmp_path):
+def test_fan_and_dlib_paths_give_identically_shaped_samples(aligned_project, monkeypatch, tmp_path):
     from preprocess.align import align_video as align_video_mod
     from preprocess.align import stage as align
     from preprocess.align.align_params import AlignParams
     from preprocess.crop.samples import render_samples
 
     keys = ("piece", "frame", "crop_transforms", "landmarks_crop")
-    root = aligned_project()
+    root = aligned_project
     with project_env(root):
         row, boxes, video, audio = first_tracked_video()
         tracks = pd.read_parquet(root / "data" / "track" / "gridt" / "tracks.parquet")

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import GRID_CLIPS, REPO, copy_clip
+from conftest import REPO, copy_clip
 
 from pipeline.registry import add_corpus
 
@@ -19,13 +19,13 @@ def dvc(*args: str, cwd) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_repro_is_cached_and_incremental(project, testdata):
+def test_repro_is_cached_and_incremental(project, clips):
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(REPO / name, project / name)
     for package in ("pipeline", "preprocess"):  # the stages' code deps
         shutil.copytree(REPO / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
     dvc("init", "--no-scm", "-q", cwd=project)
-    for clip in GRID_CLIPS[:2]:
+    for clip in clips.grid[:2]:
         copy_clip(clip, project / "raw_a")
     add_corpus("corpus_a", "raw_a", pattern="*.mpg", role="pretrain", label="real")
 
@@ -35,13 +35,13 @@ def test_repro_is_cached_and_incremental(project, testdata):
     again = dvc("repro", "resample@corpus_a", cwd=project)
     assert "didn't change" in again.stdout and "processed now" not in again.stderr
 
-    copy_clip(GRID_CLIPS[2], project / "raw_a")
+    copy_clip(clips.grid[2], project / "raw_a")
     add_corpus("corpus_a", "raw_a")
     assert "resample@corpus_a" in dvc("status", cwd=project).stdout
     third = dvc("repro", "resample@corpus_a", cwd=project)
     assert "3 ok, 0 failed, 0 skipped (2 already done, 1 processed now)" in third.stderr + third.stdout
 
-    copy_clip(GRID_CLIPS[3], project / "raw_b")
+    copy_clip(clips.grid[3], project / "raw_b")
     add_corpus("corpus_b", "raw_b", pattern="*.mpg", role="eval", label="fake", method="Wav2Lip")
     status = dvc("status", "resample@corpus_a", "resample@corpus_b", cwd=project).stdout
     assert "resample@corpus_b" in status and "resample@corpus_a" not in status  # a new corpus leaves others alone

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import GRID_CLIPS, REPO, copy_clip, make_video
+from conftest import REPO, copy_clip, make_video
 
 from preprocess import paths
 from pipeline.cluster import ClusterError, ClusterSettings, SlurmSettings, StageCluster
@@ -45,10 +45,10 @@ def tree_bytes(folder) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_in_process_and_cluster_write_the_same_bytes(project, testdata):
+def test_in_process_and_cluster_write_the_same_bytes(project, clips):
     """resample -> track -> align -> crop on two real GRID clips, once on a LocalCluster of worker processes,
     once in this process: every output and status file identical, and no cluster started for the second."""
-    for clip in GRID_CLIPS[:2]:
+    for clip in clips.grid[:2]:
         copy_clip(clip, project / "raw")
     add_corpus("g", "raw", pattern="*.mpg", role="pretrain", label="real")
 

@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import GRID_CLIPS, copy_clip
+from conftest import copy_clip
 
 from preprocess import paths
 from pipeline.manifest import COLUMNS, read_manifest, video_id_for
@@ -28,9 +28,9 @@ def test_video_ids_are_stable_dot_free_and_unique():
     assert video_id_for("a/clip.1.mp4") == ids[0]
 
 
-def test_add_writes_registry_keeping_comments_and_manifest(project, testdata):
+def test_add_writes_registry_keeping_comments_and_manifest(project, clips):
     raw = project / "raw"
-    for clip in GRID_CLIPS[:4]:
+    for clip in clips.grid[:4]:
         copy_clip(clip, raw / clip.stem[:2])  # two-letter folders act as speakers
     add_corpus("grid", "raw", pattern="**/*.mpg", role="pretrain", label="real")
 
@@ -45,41 +45,41 @@ def test_add_writes_registry_keeping_comments_and_manifest(project, testdata):
     assert manifest.video_id.is_unique and not manifest.video_id.str.contains(r"\.").any()
     assert (manifest.fps == 25).all() and (manifest.width == 360).all() and (manifest.audio_rate == 44100).all()
     assert manifest.sha256.str.len().eq(64).all()
-    assert set(manifest.group) == {clip.stem[:2] for clip in GRID_CLIPS[:4]}
+    assert set(manifest.group) == {clip.stem[:2] for clip in clips.grid[:4]}
     # a group never straddles two splits
     assert (manifest.groupby("group").split.nunique() == 1).all()
 
 
-def test_group_by_regex_and_split_fractions(project, testdata):
+def test_group_by_regex_and_split_fractions(project, clips):
     raw = project / "raw"
-    for i, clip in enumerate(GRID_CLIPS):
+    for i, clip in enumerate(clips.grid):
         for take in range(3):
             copy_clip(clip, raw, f"spk{i}_take{take}.mpg")
     add_corpus("grid", "raw", pattern="*.mpg", role="finetune", label="real", group_by=r"^(spk\d+)_")
     manifest = read_manifest(paths.source_manifest_path("grid"))
-    assert sorted(manifest.group.unique()) == [f"spk{i}" for i in range(len(GRID_CLIPS))]
+    assert sorted(manifest.group.unique()) == [f"spk{i}" for i in range(len(clips.grid))]
     assert (manifest.groupby("group").split.nunique() == 1).all()
     assert set(manifest.split) <= {"train", "val", "test"}
 
 
-def test_rescan_adds_marks_changed_and_missing_and_keeps_ids(project, testdata):
+def test_rescan_adds_marks_changed_and_missing_and_keeps_ids(project, clips):
     raw = project / "raw"
-    for clip in GRID_CLIPS[:3]:
+    for clip in clips.grid[:3]:
         copy_clip(clip, raw)
     add_corpus("grid", "raw", pattern="*.mpg")
     first = read_manifest(paths.source_manifest_path("grid")).set_index("relpath")
 
-    (raw / GRID_CLIPS[0].name).unlink()  # vanished
-    changed = raw / GRID_CLIPS[1].name
-    changed.write_bytes(GRID_CLIPS[3].read_bytes())  # same name, new content
-    copy_clip(GRID_CLIPS[4], raw, "new clip é.mpg")  # new, with a space and non-ASCII
+    (raw / clips.grid[0].name).unlink()  # vanished
+    changed = raw / clips.grid[1].name
+    changed.write_bytes(clips.grid[3].read_bytes())  # same name, new content
+    copy_clip(clips.grid[4], raw, "new clip é.mpg")  # new, with a space and non-ASCII
     add_corpus("grid", "raw")  # rescan keeps pattern, role and label
 
     second = read_manifest(paths.source_manifest_path("grid")).set_index("relpath")
-    assert second.loc[GRID_CLIPS[0].name, "scan_state"] == "missing"
-    assert second.loc[GRID_CLIPS[1].name, "scan_state"] == "changed"
-    assert second.loc[GRID_CLIPS[1].name, "previous_sha256"] == first.loc[GRID_CLIPS[1].name, "sha256"]
-    assert second.loc[GRID_CLIPS[2].name, "scan_state"] == "unchanged"
+    assert second.loc[clips.grid[0].name, "scan_state"] == "missing"
+    assert second.loc[clips.grid[1].name, "scan_state"] == "changed"
+    assert second.loc[clips.grid[1].name, "previous_sha256"] == first.loc[clips.grid[1].name, "sha256"]
+    assert second.loc[clips.grid[2].name, "scan_state"] == "unchanged"
     assert second.loc["new clip é.mpg", "scan_state"] == "new"
     for rel in first.index:
         assert second.loc[rel, "video_id"] == first.loc[rel, "video_id"]
@@ -87,8 +87,8 @@ def test_rescan_adds_marks_changed_and_missing_and_keeps_ids(project, testdata):
     assert load_corpora()["grid"].pattern == "*.mpg"
 
 
-def test_list_and_remove(project, testdata):
-    copy_clip(GRID_CLIPS[0], project / "raw")
+def test_list_and_remove(project, clips):
+    copy_clip(clips.grid[0], project / "raw")
     add_corpus("grid", "raw", pattern="*.mpg")
     listing = list_corpora()
     assert listing.loc[0, "name"] == "grid" and listing.loc[0, "videos"] == 1
@@ -101,8 +101,8 @@ def test_list_and_remove(project, testdata):
 
 
 @pytest.mark.parametrize("name", ["Vox2", "vox2.dev", "_vox", "vox 2", "", "vöx", "vox__2"])
-def test_bad_names_are_refused(project, testdata, name):
-    copy_clip(GRID_CLIPS[0], project / "raw")
+def test_bad_names_are_refused(project, clips, name):
+    copy_clip(clips.grid[0], project / "raw")
     with pytest.raises(RegistryError, match="invalid corpus name"):
         add_corpus(name, "raw", pattern="*.mpg")
     assert "corpora: {}" in (project / "params.yaml").read_text()  # nothing half-written
@@ -110,22 +110,22 @@ def test_bad_names_are_refused(project, testdata, name):
 
 @pytest.mark.parametrize("raw_dir, kwargs, message", [
     ("nowhere", {}, "does not exist"),
-    ("raw/" + GRID_CLIPS[0].name if GRID_CLIPS else "x", {}, "is not a folder"),
+    ("raw/clip.mpg", {}, "is not a folder"),
     ("raw", {"pattern": "*.mp4"}, "matches no files"),
     ("raw", {"pattern": "/abs/*.mpg"}, "invalid pattern"),
     ("raw", {"pattern": "*.mpg", "group_by": "(["}, "not a valid regular expression"),
     ("raw", {"pattern": "*.mpg", "group_by": "^spk"}, "matches no group"),
     ("raw", {"pattern": "*.mpg", "method": "FaceSwap"}, "only goes with --label fake"),
 ])
-def test_bad_arguments_are_explained(project, testdata, raw_dir, kwargs, message):
-    copy_clip(GRID_CLIPS[0], project / "raw")
+def test_bad_arguments_are_explained(project, clips, raw_dir, kwargs, message):
+    copy_clip(clips.grid[0], project / "raw", "clip.mpg")
     with pytest.raises(RegistryError, match=message):
         add_corpus("grid", raw_dir, **kwargs)
     assert not paths.source_manifest_path("grid").exists()
 
 
-def test_cli_round_trip_and_errors(project, testdata):
-    copy_clip(GRID_CLIPS[0], project / "raw")
+def test_cli_round_trip_and_errors(project, clips):
+    copy_clip(clips.grid[0], project / "raw")
     added = cli("corpus", "add", "grid", "raw", "--pattern", "*.mpg", "--role", "eval", "--label", "fake",
                 "--method", "Wav2Lip", cwd=project)
     assert added.returncode == 0, added.stderr
@@ -139,9 +139,9 @@ def test_cli_round_trip_and_errors(project, testdata):
     assert not (project / "data_manifests" / "grid.parquet").exists()
 
 
-def test_official_split_file_assigns_groups(project, testdata):
+def test_official_split_file_assigns_groups(project, clips):
     raw = project / "raw"
-    for i, clip in enumerate(GRID_CLIPS[:4]):
+    for i, clip in enumerate(clips.grid[:4]):
         copy_clip(clip, raw, f"{i:03d}_take.mpg")
     (project / "splits.csv").write_text("group,split\n000,train\n001,val\n002,test\n003,test\n")
     add_corpus("ffpp", "raw", pattern="*.mpg", role="finetune", label="real", group_by=r"^(\d{3})_",
@@ -163,11 +163,11 @@ def test_official_split_file_assigns_groups(project, testdata):
     assert read_manifest(paths.source_manifest_path("ffpp")).split.tolist() == ["train", "val", "test", "test"]
 
 
-def test_per_video_labels_override_the_corpus_label(project, testdata):
+def test_per_video_labels_override_the_corpus_label(project, clips):
     raw = project / "raw"
-    for clip in GRID_CLIPS[:3]:
+    for clip in clips.grid[:3]:
         copy_clip(clip, raw)
-    names = [clip.name for clip in GRID_CLIPS[:3]]
+    names = [clip.name for clip in clips.grid[:3]]
     (project / "labels.csv").write_text(f"relpath,label,method\n{names[1]},fake,Wav2Lip\n{names[2]},fake,\n")
     add_corpus("avceleb", "raw", pattern="*.mpg", role="finetune", label="real", labels="labels.csv")
     manifest = read_manifest(paths.source_manifest_path("avceleb")).set_index("relpath")

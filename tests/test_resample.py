@@ -1,4 +1,5 @@
-"""resample: exact 25 fps and 640 samples a frame on real clips, and the right outcome for every bad input."""
+"""resample: exact 25 fps and 640 samples a frame on the session's talking-face clips, and the right outcome for
+every bad input."""
 from __future__ import annotations
 
 import wave
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CREMAD_CLIPS, GRID_CLIPS, make_video
+from conftest import make_video
 
 from preprocess.records import FAILED, SKIPPED, StageFailure
 from preprocess.ffmpeg import run_ffmpeg
@@ -35,9 +36,9 @@ def assert_exact(details: dict, video: Path, audio: Path | None) -> None:
             assert wav.getnframes() == n * 640 == details["audio_samples"]
 
 
-@pytest.mark.parametrize("clip", GRID_CLIPS, ids=lambda p: p.stem)
-def test_grid_clip_is_copied_not_reencoded(clip, tmp_path):
-    details, video, audio = convert(clip, tmp_path)
+@pytest.mark.parametrize("index", range(6))
+def test_grid_clip_is_copied_not_reencoded(clips, index, tmp_path):
+    details, video, audio = convert(clips.grid[index], tmp_path)
     assert details["video_copied"] and details["n_frames"] == 75
     assert_exact(details, video, audio)
     assert probe(video).video_codec == "mpeg1video"  # the source stream itself, no generation loss
@@ -47,9 +48,9 @@ def test_grid_clip_is_copied_not_reencoded(clip, tmp_path):
     assert np.abs(samples).max() > 0.05  # speech, not silence
 
 
-@pytest.mark.parametrize("clip", CREMAD_CLIPS, ids=lambda p: p.stem)
-def test_cremad_2997fps_becomes_exact_25fps(clip, tmp_path):
-    details, video, audio = convert(clip, tmp_path)
+@pytest.mark.parametrize("index", range(3))
+def test_cremad_clip_not_at_25fps_becomes_exact_25fps(clips, index, tmp_path):
+    details, video, audio = convert(clips.cremad[index], tmp_path)
     assert not details["video_copied"]
     expected = details["source_duration"] * 25
     assert abs(details["n_frames"] - expected) <= 1.5
@@ -160,8 +161,8 @@ def test_shorter_than_one_clip(tmp_path):
     expect_failure(src, tmp_path, SKIPPED, "too short: 15 frames")
 
 
-def test_reencoding_is_deterministic(tmp_path):
-    clip = CREMAD_CLIPS[0]
+def test_reencoding_is_deterministic(clips, tmp_path):
+    clip = clips.cremad[0]
     _, video_a, audio_a = convert(clip, tmp_path / "a")
     _, video_b, audio_b = convert(clip, tmp_path / "b")
     assert video_a.read_bytes() == video_b.read_bytes()

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from conftest import CREMAD_CLIPS, GRID_CLIPS, copy_clip, make_video
+from conftest import copy_clip, make_video
 
 from preprocess import paths
 from pipeline.registry import add_corpus
@@ -23,10 +23,10 @@ def stage_cmd(corpus: str, root) -> subprocess.Popen:
                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_every_video_gets_a_row_and_reruns_skip_finished(project, testdata, dask_client):
+def test_every_video_gets_a_row_and_reruns_skip_finished(project, clips, dask_client):
     raw = project / "raw"
-    copy_clip(GRID_CLIPS[0], raw, "good one.mpg")
-    copy_clip(CREMAD_CLIPS[0], raw, "émotion.flv")
+    copy_clip(clips.grid[0], raw, "good one.mpg")
+    copy_clip(clips.cremad[0], raw, "émotion.flv")
     (raw / "empty.mp4").write_bytes(b"")
     (raw / "text.mp4").write_text("hello\n" * 100)
     make_video(raw / "silent.mp4", audio_rate=None)
@@ -53,7 +53,7 @@ def test_every_video_gets_a_row_and_reruns_skip_finished(project, testdata, dask
     again = stages.run("resample", "mixed", dask_client)
     assert {r.video_id: r for r in again} == first  # nothing redone: the same records
 
-    copy_clip(GRID_CLIPS[1], raw)  # one new video: only it is processed
+    copy_clip(clips.grid[1], raw)  # one new video: only it is processed
     add_corpus("mixed", "raw")
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "video").iterdir()}
     third = stages.run("resample", "mixed", dask_client)
@@ -61,9 +61,9 @@ def test_every_video_gets_a_row_and_reruns_skip_finished(project, testdata, dask
     assert {p.name: p.stat().st_mtime_ns for p in (out / "video").iterdir() if p.name in mtimes} == mtimes
 
 
-def test_changed_params_redo_and_removed_videos_are_pruned(project, testdata, dask_client):
+def test_changed_params_redo_and_removed_videos_are_pruned(project, clips, dask_client):
     raw = project / "raw"
-    for clip in CREMAD_CLIPS[:2]:
+    for clip in clips.cremad[:2]:
         copy_clip(clip, raw)
     add_corpus("cremad", "raw", pattern="*.flv", role="eval", label="real")
     stages.run("resample", "cremad", dask_client)
@@ -77,7 +77,7 @@ def test_changed_params_redo_and_removed_videos_are_pruned(project, testdata, da
     assert before.keys() == after.keys()
     assert all(len(after[k]) < len(before[k]) for k in before)  # re-encoded at the new quality
 
-    (raw / CREMAD_CLIPS[0].name).unlink()
+    (raw / clips.cremad[0].name).unlink()
     add_corpus("cremad", "raw")
     records = stages.run("resample", "cremad", dask_client)
     missing = [r for r in records if r.status == "skipped"]
@@ -85,7 +85,7 @@ def test_changed_params_redo_and_removed_videos_are_pruned(project, testdata, da
     assert len(list((out / "video").iterdir())) == 1
 
 
-def test_killed_run_resumes_without_corrupt_outputs(project, testdata):
+def test_killed_run_resumes_without_corrupt_outputs(project):
     raw = project / "raw"
     for i in range(8):  # 29.97 fps sources, so each one is re-encoded and takes a moment
         make_video(raw / f"clip{i}.mp4", seconds=8.0, fps="30000/1001", size="320x240")
@@ -116,8 +116,8 @@ def test_killed_run_resumes_without_corrupt_outputs(project, testdata):
         assert count_video_packets(video) == 200
 
 
-def test_status_command_counts_per_stage(project, testdata, dask_client):
-    copy_clip(GRID_CLIPS[0], project / "raw")
+def test_status_command_counts_per_stage(project, clips, dask_client):
+    copy_clip(clips.grid[0], project / "raw")
     (project / "raw" / "broken.mpg").write_bytes(b"\x00" * 100)
     add_corpus("grid", "raw", pattern="*.mpg")
     env = {**os.environ, "AVLIPS_ROOT": str(project)}
@@ -152,8 +152,8 @@ def test_a_worker_that_dies_becomes_a_failed_row(project, dask_client):
     dask_client.wait_for_workers(2, timeout=60)  # the nanny restarts the dead worker
 
 
-def test_an_output_deleted_by_hand_is_redone(project, testdata, dask_client):
-    for clip in GRID_CLIPS[:2]:
+def test_an_output_deleted_by_hand_is_redone(project, clips, dask_client):
+    for clip in clips.grid[:2]:
         copy_clip(clip, project / "raw")
     add_corpus("grid", "raw", pattern="*.mpg")
     stages.run("resample", "grid", dask_client)

@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # pipeline_project: the pipeline projec
 def shards() -> list[str]:
     import pipeline_project as h
 
-    if h.MISSING:
-        raise SystemExit(h.MISSING)
-    return [s.path for s in h.collected_shards("pretrain", "train", "val") + h.collected_shards("eval", "test")]
+    root = h.benchmark_project()
+    shards = h.collected_shards(root, "pretrain", "train", "val") + h.collected_shards(root, "eval", "test")
+    return [s.path for s in shards]
 
 
 def main() -> None:

@@ -48,16 +48,15 @@ def main() -> None:
     from pipeline.corpora import get_corpus, load_params
     from pipeline.manifest import scan_corpus, write_manifest
 
-    if h.MISSING:
-        raise SystemExit(h.MISSING)
+    clips = h.benchmark_clips()
     root = Path(tempfile.mkdtemp(prefix="avlips-bench-incr-")) / "project"
     atexit.register(shutil.rmtree, root.parent, ignore_errors=True)
     raw = root / "raw" / "grid"
     raw.mkdir(parents=True)
     for i in range(args.videos):
-        clip = h.GRID[i % len(h.GRID)]
+        clip = clips.grid[i % len(clips.grid)]
         (raw / f"v{i:03d}_{clip.name}").symlink_to(clip)
-    (root / "params.yaml").write_text(h.project_params().replace("maxcount: 4", "maxcount: 1000"))
+    (root / "params.yaml").write_text(h.project_params(clips).replace("maxcount: 4", "maxcount: 1000"))
     (root / "data_manifests").mkdir()
     seconds = {}
     with h.project_env(root), h.local_client() as client:
@@ -74,7 +73,7 @@ def main() -> None:
 
         rescan()
         first = run("full")
-        clip = h.GRID[0]
+        clip = clips.grid[0]
         (raw / f"zz_added_{clip.name}").symlink_to(clip)
         rescan()
         timings = root / "logs" / "timings" / "crop@gridt.parquet"

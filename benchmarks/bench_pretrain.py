@@ -31,10 +31,9 @@ def pipeline_index() -> Path:
     pretraining shards, train and val both for training."""
     import pipeline_project as h
 
-    if h.MISSING:
-        raise SystemExit(h.MISSING)
-    shards = h.pretrain_shards("train", "val")
-    return h.write_index(h.packed_project().parent / "bench_index.json", train=shards)
+    root = h.benchmark_project()
+    shards = h.pretrain_shards(root, "train", "val")
+    return h.write_index(root.parent / "bench_index.json", train=shards)
 
 
 def batches(loader, ds):

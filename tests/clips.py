@@ -42,6 +42,7 @@ class Clips:
     cremad: tuple[Path, ...]  # 3 clips of one speaker, not 25 fps
     real: bool  # the shared GRID/CREMA-D files; False: made by the demo generator
     retinaface: Path | None  # the RetinaFace weights, where ../shared has them
+    blazeface: Path | None  # the BlazeFace weights folder (blazeface.pth, anchors.npy), likewise
 
 
 def shared_clips() -> Clips | None:
@@ -49,7 +50,7 @@ def shared_clips() -> Clips | None:
     if not HAVE_SHARED:
         return None
     return Clips(tuple(sorted((TESTDATA / "grid").glob("*.mpg"))), tuple(sorted((TESTDATA / "cremad").glob("*.flv"))),
-                 True, RETINAFACE)
+                 True, RETINAFACE, BLAZEFACE if (BLAZEFACE / "blazeface.pth").is_file() else None)
 
 
 def demo_clips(folder: Path) -> Clips:
@@ -70,7 +71,7 @@ def demo_clips(folder: Path) -> Clips:
         cremad_paths.append(_write(folder / f"actor_{emotion}.flv", videos["real"], CREMAD_SIZE, CREMAD_FPS, audio,
                                    cremad, ["-c:v", "flv", "-q:v", "3", "-c:a", "libmp3lame",
                                             "-b:a", "128k", "-f", "flv"]))
-    return Clips(tuple(grid_paths), tuple(cremad_paths), False, None)
+    return Clips(tuple(grid_paths), tuple(cremad_paths), False, None, None)
 
 
 def _write(path: Path, frames, size: tuple[int, int], fps: int, audio, params, codec: list[str]) -> Path:

@@ -52,6 +52,14 @@ def retinaface(clips) -> Path:
 
 
 @pytest.fixture(scope="session")
+def blazeface(clips) -> Path:
+    """The BlazeFace weights folder: an independent face detector to check boxes against."""
+    if clips.blazeface is None:
+        pytest.skip(SHARED_ABSENT)
+    return clips.blazeface
+
+
+@pytest.fixture(scope="session")
 def base_project(clips, tmp_path_factory) -> Path:
     """The test pipeline project after resample and track (pipeline_project.build); read-only: copy it to
     change it."""

@@ -2,7 +2,7 @@
 clips in their formats) run through the real stages, resample -> track -> align (dlib) -> crop -> collect.
 
 The conftest fixtures `base_project`, `aligned_project` and `packed_project` build it once per test session
-(benchmarks call `packed_in`); treat it as read-only: copy it (`copy_project`) for a test that changes it.
+(benchmarks call `benchmark_project`); treat it as read-only: copy it (`copy_project`) for a test that changes it.
 Track uses RetinaFace where its weights are there (the tests were first written against its boxes), else
 the default dlib detector.
 
@@ -14,15 +14,18 @@ retrieval checks.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import yaml
 
-from clips import Clips
+from clips import SHARED_ABSENT, Clips, shared_clips
 
 REPO = Path(__file__).resolve().parents[1]
 ODD_NAME = "ström.talk v1.flv"  # dotted, non-ASCII, with a space: must survive into the shards
@@ -156,9 +159,21 @@ def pack(aligned: Path, root: Path) -> Path:
     return root
 
 
-def packed_in(folder: Path, clips: Clips) -> Path:
-    """The whole packed project in `folder` (for benchmarks; the tests use the conftest fixtures)."""
-    return pack(align(build(folder / "aligned", clips)), folder / "packed")
+def benchmark_clips() -> Clips:
+    """The real clips for the benchmarks (their figures are measured on them); exits where ../shared is absent."""
+    clips = shared_clips()
+    if clips is None:
+        raise SystemExit(SHARED_ABSENT)
+    return clips
+
+
+@functools.lru_cache(maxsize=None)
+def benchmark_project() -> Path:
+    """The packed project of the real clips in a scratch folder removed at exit (the tests use the conftest
+    fixtures instead)."""
+    top = Path(tempfile.mkdtemp(prefix="avlips-bench-project-"))
+    atexit.register(shutil.rmtree, top, ignore_errors=True)
+    return pack(align(build(top / "aligned", benchmark_clips())), top / "packed")
 
 
 def first_tracked_video(corpus: str = "gridt", frames: int = 30):

@@ -176,19 +176,17 @@ def test_a_video_that_kills_its_worker_is_started_twice_then_a_row(shared, procs
     assert deaths == 2
 
 
-def test_a_worker_killed_mid_stage_still_gives_identical_shards(shared, procs, tmp_path):
+def test_a_worker_killed_mid_stage_still_gives_identical_shards(shared, procs, base_project, packed_project, tmp_path):
     """align on the shared workers, one of them killed with SIGKILL while it works; then crop on them: the
     shards are byte-identical to those of the test project built on an in-process cluster."""
-    from pipeline_project import MISSING, base_project, copy_project, packed_project, project_env
+    from pipeline_project import copy_project, project_env
 
     from pipeline import stages
     from preprocess.align import stage as align
 
-    if MISSING:
-        pytest.skip(MISSING)
-    reference = packed_project()
-    root = copy_project(base_project(), tmp_path / "project")
-    shutil.rmtree(root / "data" / "align" / "gridt", ignore_errors=True)  # aligned_project() aligns in place
+    reference = packed_project
+    root = copy_project(base_project, tmp_path / "project")
+    shutil.rmtree(root / "data" / "align" / "gridt", ignore_errors=True)  # aligned_project aligns in place
     with project_env(root), dask_client(shared, settings=CHECKED) as client:
         pids = client.run(os.getpid)
         killed, done = [], threading.Event()

@@ -1,5 +1,5 @@
-"""Fine-tuning, evaluation and the report end to end on the shards the real pipeline made from the shared
-clips (the session's test project), plus fakes this test makes from them.
+"""Fine-tuning, evaluation and the report end to end on the shards the real pipeline made from the session's
+clips (the test pipeline project), plus fakes this test makes from them.
 
 The fakes: a lip-sync-deepfake-like artifact applied to the mouth crops in the shards (not to the source
 videos, so the pipeline runs once for the session): `Seam` shrinks the mouth area to a quarter and enlarges
@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import torch
 from ruamel.yaml import YAML
-from pipeline_project import MISSING, NO_FACE, npy_bytes, packed_project, read_samples
+from pipeline_project import NO_FACE, npy_bytes, read_samples
 
 from models.presets import save_tiny_wav2vec2
 from train import evaluate as ev
@@ -37,9 +37,8 @@ from train.scoring import load_detector
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO = {"stem_channels": 8, "trunk_widths": [8, 16, 16, 32], "width": 64, "heads": 4, "ffn": 128, "layers": 2,
          "dropout": 0.1, "max_frames": 50}
-# GRID clips by speaker -> split: held-back speakers for val and test
-GRID_SPLIT = {"bbaf2n": "train", "brbk7n": "train", "lbax4n": "train", "lbbc2a": "val", "lrwp9a": "test",
-              "lwbsza": "test"}
+# the 6 GRID clips (speakers) in name order -> split: held-back speakers for val and test
+SPEAKER_SPLITS = ("train", "train", "train", "val", "test", "test")
 MOUTH = (slice(30, 70), slice(22, 74))  # rows, cols of the mouth area in the 96x96 crop (mouth-centred)
 
 
@@ -106,10 +105,8 @@ def copy_tables(src_root: Path, src: str, dst_root: Path, dst: str, label: str, 
 
 
 @pytest.fixture(scope="module")
-def proj(tmp_path_factory):
-    if MISSING:
-        pytest.skip(MISSING)
-    src = packed_project()
+def proj(packed_project, clips, tmp_path_factory):
+    src = packed_project
     root = tmp_path_factory.mktemp("detector")
     collect = json.loads((src / "data" / "collect" / "pretrain.json").read_text())
     grid_raw = read_samples([ShardInfo(str(src / e["path"]), e["samples"]) for sp in ("train", "val")
@@ -117,7 +114,8 @@ def proj(tmp_path_factory):
     evalc = json.loads((src / "data" / "collect" / "eval.json").read_text())
     crema_raw = read_samples([ShardInfo(str(src / e["path"]), e["samples"]) for e in evalc["test"]], decode=False)
     assert len(grid_raw) == 6
-    grid_split = lambda m: GRID_SPLIT[m["video_id"].split("-")[0]]  # noqa: E731
+    speaker_split = dict(zip((clip.stem for clip in clips.grid), SPEAKER_SPLITS))
+    grid_split = lambda m: speaker_split[m["video_id"].split("-")[0]]  # noqa: E731
     corpora = {
         "grid_real": ("finetune", derive(grid_raw, "grid_real", "real", None, grid_split)),
         "grid_fake": ("finetune", {}),
@@ -149,7 +147,7 @@ def proj(tmp_path_factory):
     (root / "collect" / "summary.json").write_text(json.dumps(
         {"roles": {"pretrain": {"gridt": {}}, "finetune": {"grid_real": {}, "grid_fake": {}},
                    "eval": {"crema_real": {}, "crema_fake": {}}}}))
-    copy_tables(src, "gridt", root, "grid_real", "real", None, lambda v: GRID_SPLIT[v.split("-")[0]])
+    copy_tables(src, "gridt", root, "grid_real", "real", None, lambda v: speaker_split[v.split("-")[0]])
     copy_tables(src, "cremadt", root, "crema_real", "real", None, lambda v: "test")
     copy_tables(src, "cremadt", root, "crema_fake", "fake", "Seam", lambda v: "test")
     return root
@@ -188,7 +186,7 @@ def run_pair(root: Path, name: str, methods_only=(), **finetune) -> tuple[dict, 
     return summary, df, metrics
 
 
-def test_finetune_evaluate_report_from_scratch_and_pretrained(proj, capsys):
+def test_finetune_evaluate_report_from_scratch_and_pretrained(proj, clips, capsys):
     torch.set_num_threads(2)
     scratch, df, m = run_pair(proj, "scratch", init="scratch")
     # the run: the paper's balance drew pretraining reals (3 train reals, 6 train fakes), val AUC selected
@@ -203,7 +201,7 @@ def test_finetune_evaluate_report_from_scratch_and_pretrained(proj, capsys):
 
     # held-back test speakers scored: 2 reals + 4 fakes, 3 clips (75 frames) each
     t = df[df["group"] == "finetune_test"]
-    assert sorted(t["video_id"].str.split("-").str[0].unique()) == ["lrwp9a", "lwbsza"]
+    assert sorted(t["video_id"].str.split("-").str[0].unique()) == [clip.stem for clip in clips.grid[4:]]
     assert (t["status"] == "scored").all() and len(t) == 6 and (t["n_clips"] == 3).all()
     g = m["groups"]["finetune_test"]
     assert g["overall"]["n_real"] == 2 and g["overall"]["n_fake"] == 4 and g["overall"]["auc"] is not None

@@ -5,17 +5,15 @@ import argparse
 import json
 
 import pytest
-from pipeline_project import MISSING, aligned_project, copy_project, local_client, project_env
-
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
+from pipeline_project import copy_project, local_client, project_env
 
 
 @pytest.fixture(scope="module")
-def packed(tmp_path_factory):
+def packed(aligned_project, tmp_path_factory):
     from pipeline import stages
     from preprocess.records import FAILED, SKIPPED, StatusRecord, read_record, write_record
 
-    root = copy_project(aligned_project(), tmp_path_factory.mktemp("inspect") / "project")
+    root = copy_project(aligned_project, tmp_path_factory.mktemp("inspect") / "project")
     with project_env(root), local_client() as client:
         import pandas as pd
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 from ruamel.yaml import YAML
-from pipeline_project import MISSING, copy_project, packed_project, project_env
-
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
+from pipeline_project import copy_project, project_env
 
 
 def _summary(root):
@@ -16,8 +14,8 @@ def _summary(root):
         return shard_inspect.summary(["gridt", "cremadt"]), shard_inspect.render(shard_inspect.summary(["gridt"]))
 
 
-def test_under_min_frames_follows_the_param(tmp_path):
-    root = copy_project(packed_project(), tmp_path / "project")
+def test_under_min_frames_follows_the_param(packed_project, tmp_path):
+    root = copy_project(packed_project, tmp_path / "project")
     params = root / "params.yaml"
     yaml = YAML()
     doc = yaml.load(params.read_text())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
-from pipeline_project import MISSING, collected_shards, npy_bytes, pretrain_shards, read_samples, repack
+from pipeline_project import collected_shards, npy_bytes, pretrain_shards, read_samples, repack
 
 from train.augment import AugmentConfig, augment_clip
 from preprocess.shardformat import decode_sample, iter_samples
@@ -29,26 +29,24 @@ def LC(**kw) -> LoaderConfig:  # noqa: N802
 
 
 @pytest.fixture(scope="module")
-def shards():
-    if MISSING:
-        pytest.skip(MISSING)
-    every = pretrain_shards("train", "val")  # the 6 GRID clips, in the pipeline's train and val shards
+def shards(packed_project):
+    every = pretrain_shards(packed_project, "train", "val")  # the 6 GRID clips, in the pipeline's train and val shards
     assert sum(s.samples for s in every) == 6 and len(every) == 2
     return every
 
 
 @pytest.fixture(scope="module")
-def clips(shards):
+def decoded(shards):
     """video_id -> (video, audio) of each whole sample, decoded by WebDataset rather than train.data."""
     return {s["json"]["video_id"]: (s["video.npy"], s["audio.npy"]) for s in read_samples(shards)}
 
 
-def test_shard_contract_round_trip(shards, clips):
+def test_shard_contract_round_trip(shards, decoded):
     samples = list(iter_samples([s.path for s in shards]))
     assert [s["__key__"] for s in samples] == [s["__key__"] for s in read_samples(shards, decode=False)]
     for sample in samples:
         key, video, audio, meta = decode_sample(sample)
-        t, (full_video, full_audio) = meta["n_frames"], clips[meta["video_id"]]
+        t, (full_video, full_audio) = meta["n_frames"], decoded[meta["video_id"]]
         assert key == meta["key"] and t >= 50  # a 2 s window fits
         assert video.dtype == np.uint8 and video.shape == (t, 96, 96) and np.array_equal(video, full_video)
         assert audio.dtype == np.float32 and audio.shape == (t * 640,) and meta["sample_rate"] == 16000
@@ -56,7 +54,7 @@ def test_shard_contract_round_trip(shards, clips):
         assert np.load(__import__("io").BytesIO(sample["audio.npy"]), allow_pickle=False).shape == (t, 640)
 
 
-def test_windows_are_synchronised_two_seconds(shards, clips):
+def test_windows_are_synchronised_two_seconds(shards, decoded):
     cfg = LC(batch_size=3, num_workers=0, augment=NO_AUG)
     ds = TrainWindows(shards, cfg, seed=0)
     batches = list(ds)
@@ -65,7 +63,7 @@ def test_windows_are_synchronised_two_seconds(shards, clips):
         assert b["video"].shape == (3, 50, 88, 88) and b["audio"].shape == (3, 32000)
         for key, v, a in zip(b["key"], b["video"], b["audio"]):
             vid, start = key.split("__")[1], int(key.rsplit("@", 1)[1])
-            full_v, full_a = clips[vid]
+            full_v, full_a = decoded[vid]
             # audio window = exactly the clip's samples of frames start..start+50
             assert np.array_equal(a.numpy(), full_a.reshape(-1)[start * 640:(start + 50) * 640])
             # video window = the same frames, under one crop offset shared by all frames
@@ -111,10 +109,11 @@ def test_epoch_seeded_shuffling_replays(shards):
 
 
 @pytest.fixture(scope="module")
-def uneven(shards, tmp_path_factory):
+def uneven(shards, packed_project, tmp_path_factory):
     """Shards of 5, 1 and 2 clips (8 samples): the 6 GRID samples and 2 CREMA-D samples of the pipeline,
     repacked byte for byte (the pipeline fills every shard but the last of a split)."""
-    samples = read_samples(shards, decode=False) + read_samples(collected_shards("eval", "test"), decode=False)[:2]
+    crema = read_samples(collected_shards(packed_project, "eval", "test"), decode=False)
+    samples = read_samples(shards, decode=False) + crema[:2]
     return repack(samples, [5, 1, 2], tmp_path_factory.mktemp("uneven"))
 
 
@@ -144,8 +143,8 @@ def test_small_corpus_split_is_disjoint_across_ranks(shards):
     assert len(set.union(*per_rank)) == 4      # and no two ranks read the same clip
 
 
-def test_colour_crops_become_gray_and_clips_without_audio_are_skipped(tmp_path, clips):
-    video, audio = next(iter(clips.values()))
+def test_colour_crops_become_gray_and_clips_without_audio_are_skipped(tmp_path, decoded):
+    video, audio = next(iter(decoded.values()))
     with wds.TarWriter(str(tmp_path / "train-000000.tar")) as w:
         for i, has_audio in enumerate([False, True]):
             w.write({"__key__": f"grid__rgb__{i:04d}", "video.npy": npy_bytes(np.repeat(video[..., None], 3, -1)),
@@ -159,8 +158,8 @@ def test_colour_crops_become_gray_and_clips_without_audio_are_skipped(tmp_path, 
     assert {k.rsplit("@", 1)[0] for k in batches[0]["key"]} == {"grid__rgb__0001"}
 
 
-def test_dotted_key_is_reported(tmp_path, clips):
-    video, audio = next(iter(clips.values()))
+def test_dotted_key_is_reported(tmp_path, decoded):
+    video, audio = next(iter(decoded.values()))
     with wds.TarWriter(str(tmp_path / "train-000000.tar")) as w:
         w.write({"__key__": "grid__a.b__0000", "video.npy": npy_bytes(video), "audio.npy": npy_bytes(audio)})
     with pytest.raises(ValueError, match="dotted key"):

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import GRID_CLIPS, WEIGHTS
 
 from preprocess.align.align_params import AlignParams
 from preprocess.align.npz import save_npz
@@ -26,7 +25,6 @@ from preprocess.media import read_audio, read_frames
 from preprocess.resample.convert import ResampleParams, resample_video
 from preprocess.track.motion import audio_envelope, motion_energy, mouth_patches, streamed_motion_energy, wav_envelope
 
-RETINAFACE = WEIGHTS / "retinaface" / "retinaface_mobilenet0.25.pth"
 SHORT, LONG = 6, 18  # seconds of looped clip
 GROWTH_PER_FRAME = 4096  # bytes: far below one picture a frame, above the per-frame numbers the steps keep
 
@@ -40,11 +38,9 @@ def looped(clip: Path, seconds: int, folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    if not GRID_CLIPS:
-        pytest.skip("real test clips not found")
+def looped_clips(clips, tmp_path_factory):
     folder = tmp_path_factory.mktemp("long")
-    return {s: looped(GRID_CLIPS[0], s, folder) for s in (SHORT, LONG)}
+    return {s: looped(clips.grid[0], s, folder) for s in (SHORT, LONG)}
 
 
 def traced_peak(fn) -> int:
@@ -56,24 +52,19 @@ def traced_peak(fn) -> int:
         tracemalloc.stop()
 
 
-def test_track_and_align_peak_allocations_do_not_grow_with_length(clips, tmp_path):
-    if not RETINAFACE.exists():
-        pytest.skip("RetinaFace weights not found")
-    import torch
-
+def test_track_and_align_peak_allocations_do_not_grow_with_length(looped_clips, tmp_path):
     from preprocess.align.align_video import align_video, load_aligned, make_landmarker
     from preprocess.crop.render import iter_mouths
-    from preprocess.track.detect import RetinaFaceBatch
+    from preprocess.track.detect import DlibHogDetector
     from preprocess.track.track_params import TrackParams
     from preprocess.track.track_video import track_video
 
-    torch.set_num_threads(1)
-    params = TrackParams()
-    detector = RetinaFaceBatch(RETINAFACE, params.detect, device="cpu")
+    params = TrackParams()  # the default detector, dlib: what keeps frames is the same for every detector
+    detector = DlibHogDetector(params.detect)
     align_params = AlignParams(backend="dlib")
     landmarker = make_landmarker(align_params)
     peaks, frames = {}, {}
-    for seconds, (video, audio) in clips.items():
+    for seconds, (video, audio) in looped_clips.items():
         result = {}
         peaks["track", seconds] = traced_peak(lambda: result.update(
             r=track_video(video, audio, params, detector, scratch=tmp_path / "frames")))
@@ -113,8 +104,8 @@ def test_frame_store_round_trip_and_scratch_always_removed(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_streamed_signals_equal_the_whole_at_once(clips):
-    video, audio = clips[SHORT]
+def test_streamed_signals_equal_the_whole_at_once(looped_clips):
+    video, audio = looped_clips[SHORT]
     gray = read_frames(video, gray=True)[:300]
     boxes = np.tile(np.array([[100, 60, 200, 190]], np.float32), (len(gray), 1)) + np.arange(len(gray))[:, None] % 7
     whole = motion_energy(mouth_patches(gray, boxes, 0))

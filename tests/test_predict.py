@@ -1,4 +1,5 @@
-"""`python -m pipeline predict`: real clips through the stages' resample/track/align code and a detector.
+"""`python -m pipeline predict`: the session's talking-face clips through the stages' resample/track/align code
+and a detector.
 
 The detector is the real architecture, tiny and randomly initialised (its probabilities mean nothing; what is
 checked is that the right frames reach it and every file is accounted for). One in-process run scores a real
@@ -19,9 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_project import GRID, MISSING, REPO, make_faceless, packed_project, project_env, project_params
-
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
+from pipeline_project import REPO, make_faceless, project_env, project_params
 
 TINY = dict(stem_channels=8, trunk_widths=(8, 8, 16, 16), width=32, heads=4, ffn=64, layers=2, max_frames=50)
 
@@ -46,7 +45,7 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory):
+def scored(clips, tmp_path_factory):
     """One `predict --json --png` run over six files: (rc, {name: video record}, png, project root, inputs)."""
     from preprocess.ffmpeg import run_ffmpeg
     from test_track_real import composite
@@ -54,17 +53,18 @@ def scored(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("predict")
     root = tmp / "project"
     root.mkdir()
-    (root / "params.yaml").write_text(project_params())  # the test pipeline project's params: same crops
-    files = {"real": GRID[0],
-             "two_faces": composite(GRID[0], GRID[1], tmp / "two_faces.mkv", speaker_left=True, listener=True),
+    (root / "params.yaml").write_text(project_params(clips))  # the test pipeline project's params: same crops
+    grid = clips.grid
+    files = {"real": grid[0],
+             "two_faces": composite(grid[0], grid[1], tmp / "two_faces.mkv", speaker_left=True, listener=True),
              "no_face": make_faceless(tmp / "no_face.mp4"),
              "not_video": tmp / "notes.mp4",
              "short": tmp / "short.mp4",
              "silent": tmp / "silent.mp4"}
     files["not_video"].write_text("these are meeting notes, not a video\n")
-    run_ffmpeg(["-i", str(GRID[0]), "-t", "0.6", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+    run_ffmpeg(["-i", str(grid[0]), "-t", "0.6", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
                 str(files["short"])])
-    run_ffmpeg(["-i", str(GRID[2]), "-an", "-c:v", "libx264", "-preset", "ultrafast", str(files["silent"])])
+    run_ffmpeg(["-i", str(grid[2]), "-an", "-c:v", "libx264", "-preset", "ultrafast", str(files["silent"])])
     detector = tiny_detector_file(tmp / "detector.pt", {"val_threshold": 0.05})  # a logit, as finetune stores
     png = tmp / "out" / "timeline.png"
     with project_env(root):
@@ -93,7 +93,7 @@ def test_a_real_clip_gets_a_probability_a_timeline_and_its_track(scored):
     assert set(v["seconds"]) == {"resample", "track", "align", "score"}
 
 
-def test_the_crops_scored_are_the_crop_stages_crops(scored):
+def test_the_crops_scored_are_the_crop_stages_crops(scored, packed_project, clips):
     """predict runs the stages' code with the stages' params: its clip logits are the detector's logits on
     the crops the crop stage packed for the same clip in the test pipeline project."""
     import pandas as pd
@@ -103,10 +103,10 @@ def test_the_crops_scored_are_the_crop_stages_crops(scored):
     from preprocess.shardformat import read_sample
     from train.scoring import load_detector, video_clip_logits
 
-    root = packed_project()
+    root = packed_project
     with project_env(root):
         manifest = pd.read_parquet(paths.source_manifest_path("gridt"))
-        video_id = manifest.loc[manifest.relpath == GRID[0].name, "video_id"].item()
+        video_id = manifest.loc[manifest.relpath == clips.grid[0].name, "video_id"].item()
         shards = pd.read_parquet(root / "data" / "shards" / "gridt" / "manifest.parquet").set_index("key")
         key = sample_key("gridt", video_id, 0)
         sample = read_sample(root / "data" / "shards" / "gridt" / shards.loc[key, "shard"], key)
@@ -160,18 +160,18 @@ def test_png_draws_a_row_per_file(scored):
     assert rows[2].mean() > rows[0].mean() + 0.1
 
 
-def test_text_output_and_exit_status_of_the_command(scored):
+def test_text_output_and_exit_status_of_the_command(scored, clips):
     """A real `python -m pipeline predict` process: text per file, the same probability as the --json run."""
     missing = scored["root"] / "missing.mp4"
     env = {**os.environ, "AVLIPS_ROOT": str(scored["root"]), "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(GRID[0]), str(missing),
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(clips.grid[0]), str(missing),
                            "--detector", str(scored["detector"])], capture_output=True, text=True, env=env,
                           cwd=scored["root"])
     assert proc.returncode == 1, proc.stderr[-2000:]
     real = scored["videos"]["real"]
     lines = proc.stdout.splitlines()
     verdict = "fake" if real["score"] > 0.05 else "real"
-    assert lines[0] == (f"{GRID[0]}: fake probability {real['probability']:.3f} (mean clip logit "
+    assert lines[0] == (f"{clips.grid[0]}: fake probability {real['probability']:.3f} (mean clip logit "
                         f"{real['score']:+.3f} over 3 one-second clips of 3.0 s); at the detector's val threshold "
                         f"(0.512): {verdict}")
     assert "1 face track seen, at most 1 at once" in lines[1]
@@ -182,20 +182,20 @@ def test_text_output_and_exit_status_of_the_command(scored):
     assert "Traceback" not in proc.stderr
 
 
-def test_a_missing_detector_is_a_plain_error_before_any_video(scored, tmp_path):
+def test_a_missing_detector_is_a_plain_error_before_any_video(scored, clips, tmp_path):
     with project_env(scored["root"]):
-        rc, out, err = run_cli(["predict", str(GRID[0]), "--detector", str(tmp_path / "none.pt")])
+        rc, out, err = run_cli(["predict", str(clips.grid[0]), "--detector", str(tmp_path / "none.pt")])
     assert rc == 2 and out == ""
     assert err.startswith("error: no fine-tuned detector at") and "Traceback" not in err
 
 
-def test_untrained_detector_marker_is_a_plain_error(scored, tmp_path):
+def test_untrained_detector_marker_is_a_plain_error(scored, clips, tmp_path):
     from train.scoring import save_untrained
 
     marker = tmp_path / "detector.pt"
     save_untrained(marker, "no finetune corpus registered", {})
     with project_env(scored["root"]):
-        rc, out, err = run_cli(["predict", str(GRID[0]), "--detector", str(marker)])
+        rc, out, err = run_cli(["predict", str(clips.grid[0]), "--detector", str(marker)])
     assert rc == 2 and out == "" and "was not trained: no finetune corpus registered" in err
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from ruamel.yaml import YAML
-from pipeline_project import MISSING, pretrain_shards, write_index
+from pipeline_project import pretrain_shards, write_index
 
 from train.checkpoint import load_resumable, save_atomic
 from preprocess.settings import from_dict
@@ -29,13 +29,11 @@ def w2v(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def data(w2v):
+def data(w2v, packed_project):
     """w2v plus shard indexes over the pipeline's pretraining shards: the 6 GRID clips in a train shard
     and a val shard of different sizes. The runs train and measure retrieval on all 6, so "it learns"
     does not hinge on which clips the split held out."""
-    if MISSING:
-        pytest.skip(MISSING)
-    every = pretrain_shards("train", "val")
+    every = pretrain_shards(packed_project, "train", "val")
     assert sum(s.samples for s in every) == 6 and len(every) == 2 and every[0].samples != every[1].samples
     write_index(w2v / "index.json", train=every, val=every)
     write_index(w2v / "index_noval.json", train=every)
@@ -164,7 +162,7 @@ def test_short_cpu_run_lowers_loss_and_retrieval_rises(tmp_path, data):
     assert last < first - 0.5 and last < math.log(6) - 0.5
     assert not any(h["collapsed"] for h in hist) and hist[-1]["spread"] > 0.3
     assert final["a2v_top1"] >= 3 * chance and final["a2v_top1"] > init["a2v_top1"]
-    assert final["a2v_top5"] >= 2 * (5 * chance)
+    assert final["a2v_top5"] >= 2 * (5 * chance) - 1e-6  # (stored as float32)
     # the versioned output: encoder weights, resolved config and both hashes; DVCLive curves
     assert set(ckpt) >= {"video_encoder", "video_head", "config", "params_hash", "shard_index_sha256"}
     assert ckpt["config"]["model"]["video"]["width"] == 64 and len(ckpt["shard_index_sha256"]) == 64

@@ -1,22 +1,19 @@
-"""render_mouths: the 96x96 mouths warped from the full frames of a real clip, the frame transform hook, errors."""
+"""render_mouths: the 96x96 mouths warped from the full frames of a GRID clip, the frame transform hook, errors."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
-from conftest import GRID_CLIPS, SHARED_ABSENT
 
 from preprocess.crop.render import iter_mouths, render_mouths
 from preprocess.media import read_frames
 
-pytestmark = pytest.mark.skipif(not GRID_CLIPS, reason=SHARED_ABSENT)
-
 
 @pytest.fixture(scope="module")
-def clip():
+def clip(clips):
     """A GRID clip (25 fps, 75 frames, 360x288), its RGB frames, and per-frame transforms zooming x1.5 on a
     drifting point (a stand-in for the align stage's frame -> crop transforms)."""
-    video = GRID_CLIPS[0]
+    video = clips.grid[0]
     frames = read_frames(video)
     listed = np.array([3, 4, 5, 20, 21, 40, 74])
     tf = np.zeros((len(listed), 2, 3))

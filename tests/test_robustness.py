@@ -16,18 +16,16 @@ import pytest
 import torch
 import yaml
 
-from pipeline_project import MISSING, copy_project, packed_project, project_env
+from pipeline_project import copy_project, project_env
 from test_predict import tiny_detector_file
-
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
 
 TINY = {"types": ["blur", "compression"], "levels": {"blur": [7, 13], "compression": [30, 40]},
         "max_videos_per_corpus": 3, "compression_preset": "ultrafast"}
 
 
 @pytest.fixture(scope="module")
-def proj(tmp_path_factory):
-    root = copy_project(packed_project(), tmp_path_factory.mktemp("robust") / "project")
+def proj(packed_project, tmp_path_factory):
+    root = copy_project(packed_project, tmp_path_factory.mktemp("robust") / "project")
     manifest = root / "data" / "shards" / "cremadt" / "manifest.parquet"
     m = pd.read_parquet(manifest)
     m.loc[m["video_id"] == sorted(m["video_id"])[0], "label"] = "real"
@@ -169,18 +167,18 @@ def test_no_eval_corpus_writes_valid_empty_outputs(proj):
     assert "No corpus with role eval." in "\n".join(report.robustness(m))
 
 
-def test_predict_corrupt_level_0_matches_the_clean_prediction_and_a_corruption_changes_it(proj):
-    from pipeline_project import GRID
+def test_predict_corrupt_level_0_matches_the_clean_prediction_and_a_corruption_changes_it(proj, clips):
     from test_predict import run_cli
 
     def predict(*extra):
-        rc, out, err = run_cli(["predict", str(GRID[0]), "--detector", str(proj / "detector.pt"), "--json", *extra])
+        rc, out, err = run_cli(["predict", str(clips.grid[0]), "--detector", str(proj / "detector.pt"), "--json",
+                                *extra])
         assert rc == 0, err
         return json.loads(out)
 
     with project_env(proj):
         clean, zero, jpeg = predict(), predict("--corrupt", "blur:0"), predict("--corrupt", "jpeg:2")
-        rc, out, err = run_cli(["predict", str(GRID[0]), "--detector", str(proj / "detector.pt"),
+        rc, out, err = run_cli(["predict", str(clips.grid[0]), "--detector", str(proj / "detector.pt"),
                                 "--corrupt", "sharpen:1"])
     assert rc == 2 and "unknown corruption type 'sharpen'" in err and "Traceback" not in err
     assert clean["corruption"] is None and zero["corruption"] == "blur:0" and jpeg["corruption"] == "jpeg:2"

@@ -1,4 +1,4 @@
-"""crop + shards on the real clips: WebDataset read-back, byte-identical reruns, resume, odd names,
+"""crop + shards on the session's talking-face clips: WebDataset read-back, byte-identical reruns, resume, odd names,
 lips and audio in step, and the collect index."""
 from __future__ import annotations
 
@@ -10,16 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from pipeline_project import (CORPORA, GRID, MISSING, ODD_NAME, ODD_TWIN, copy_project, local_client, packed_project,
-                              project_env)
-
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING)
+from pipeline_project import CORPORA, ODD_NAME, copy_project, local_client, project_env
 
 
 @pytest.fixture(scope="module")
-def packed():
+def packed(packed_project):
     """The session's packed project (crop and collect done): read-only, tests that change it copy it."""
-    return packed_project()
+    return packed_project
 
 
 def sha(path):
@@ -75,9 +72,9 @@ def test_arrays_load_without_pickle(packed):
             assert member.mtime == 0 and member.uid == 0 and member.uname == ""
 
 
-def test_dotted_non_ascii_video_name_survives(packed):
+def test_dotted_non_ascii_video_name_survives(packed, clips):
     source = pd.read_parquet(packed / "data_manifests" / "cremadt.parquet").set_index("relpath")
-    vid, twin = source.loc[ODD_NAME, "video_id"], source.loc[ODD_TWIN.name, "video_id"]  # twin: same clip
+    vid, twin = source.loc[ODD_NAME, "video_id"], source.loc[clips.cremad[0].name, "video_id"]  # twin: same clip
     samples = {s["__key__"]: s for s in read_all(packed, "cremadt")}
     assert f"cremadt__{vid}__0000" in samples
     assert np.array_equal(samples[f"cremadt__{vid}__0000"]["video.npy"], samples[f"cremadt__{twin}__0000"]["video.npy"])
@@ -223,7 +220,7 @@ def digest(root, corpus="gridt") -> dict:
 
 
 @pytest.fixture(scope="module")
-def grown(tmp_path_factory):
+def grown(packed, clips, tmp_path_factory):
     """The packed project with one more GRID video (a copy under a new name) through align, crop not yet rerun:
     (its root, the new video's id, the digest a crop from scratch gives)."""
     from pipeline import stages
@@ -231,8 +228,8 @@ def grown(tmp_path_factory):
     from pipeline.manifest import scan_corpus, write_manifest
 
     top = tmp_path_factory.mktemp("grown")
-    root = copy_project(packed_project(), top / "project")
-    (root / "raw" / "grid" / "zz_added.mpg").symlink_to(GRID[0])
+    root = copy_project(packed, top / "project")
+    (root / "raw" / "grid" / "zz_added.mpg").symlink_to(clips.grid[0])
     with project_env(root), local_client() as client:
         before = set(pd.read_parquet(root / "data_manifests" / "gridt.parquet").video_id)
         write_manifest(scan_corpus(get_corpus("gridt", load_params())), root / "data_manifests" / "gridt.parquet")

@@ -91,6 +91,8 @@ def test_a_panned_real_clip_keeps_the_mouth_centred(testdata):
     on the still clip the crop centre moves frame to frame no more than under the moving average."""
     from preprocess.media import read_frames
 
+    # a real GRID clip: a still camera and a GRID-sized face (the demo heads sway by themselves, and their
+    # larger faces turn the same pan into less lag in crop px)
     frames = read_frames(testdata / "grid" / "bbaf2n.mpg", gray=True)[:75]
     path = pan_path(len(frames))
     assert np.abs(np.diff(path, axis=0)).max() <= 3.5 + 1e-9 and len(frames) == 75

@@ -1,5 +1,6 @@
-"""track on real video: boxes checked by an independent detector, speaker choice on GRID composites,
-a face that disappears, a video without a face, and the stage on dask with its output contract."""
+"""track on the session's talking-face clips: boxes checked by an independent detector, speaker choice on GRID
+composites, a face that disappears, a video without a face, and the stage on dask with its output contract.
+The checks against RetinaFace and BlazeFace need their weights (../shared/weights)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -17,24 +18,20 @@ from preprocess.track.tracking import TrackingParams
 from preprocess.track.tracking import iou_matrix
 from preprocess.track.track_video import BOX_COLUMNS, track_video
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-TESTDATA = SHARED / "testdata"
-RETINAFACE = SHARED / "weights" / "retinaface" / "retinaface_mobilenet0.25.pth"
-BLAZEFACE = SHARED / "weights" / "blazeface"
-GRID = sorted((TESTDATA / "grid").glob("*.mpg"))
-CREMAD = sorted((TESTDATA / "cremad").glob("*.flv"))
 PAIRS = [(0, 1), (2, 3), (4, 5), (1, 4)]  # speaker, other: 4 pairs x 2 placements = 8 composites
+CLIPS = [("grid", i) for i in range(6)] + [("cremad", i) for i in range(3)]  # (set, index) of the session's clips
 
-pytestmark = pytest.mark.skipif(not (GRID and RETINAFACE.exists() and BLAZEFACE.exists()),
-                                reason=f"real clips or weights not found under {SHARED}")
+
+def clip_of(clips, which: tuple[str, int]) -> Path:
+    return getattr(clips, which[0])[which[1]]
 
 
 @pytest.fixture(scope="module")
-def detector():
+def detector(retinaface):
     from preprocess.track.detect import RetinaFaceBatch
 
     torch.set_num_threads(1)
-    return RetinaFaceBatch(RETINAFACE)
+    return RetinaFaceBatch(retinaface)
 
 
 def resampled(src: Path, folder: Path) -> tuple[Path, Path]:
@@ -65,24 +62,24 @@ def composite(speaker: Path, other: Path, out: Path, speaker_left: bool, listene
     return out
 
 
-def blazeface_boxes(video: Path) -> list[np.ndarray]:
+def blazeface_boxes(video: Path, weights: Path) -> list[np.ndarray]:
     from face_alignment.detection.blazeface.blazeface_detector import BlazeFaceDetector
 
     from preprocess.media import read_frames
 
-    detector = BlazeFaceDetector("cpu", path_to_detector=str(BLAZEFACE / "blazeface.pth"),
-                                 path_to_anchor=str(BLAZEFACE / "anchors.npy"))
+    detector = BlazeFaceDetector("cpu", path_to_detector=str(weights / "blazeface.pth"),
+                                 path_to_anchor=str(weights / "anchors.npy"))
     frames = torch.from_numpy(read_frames(video)).permute(0, 3, 1, 2)  # RGB, as face-alignment passes it
     return [np.asarray(d).reshape(-1, 5) for d in detector.detect_from_batch(frames)]
 
 
-@pytest.mark.parametrize("clip", GRID + CREMAD, ids=lambda p: p.name)
-def test_chosen_box_covers_the_face_in_every_frame(clip, detector, tmp_path_factory):
-    video, audio = resampled(clip, tmp_path_factory.mktemp("clips"))
+@pytest.mark.parametrize("which", CLIPS, ids=lambda w: f"{w[0]}{w[1]}")
+def test_chosen_box_covers_the_face_in_every_frame(clips, which, detector, blazeface, tmp_path_factory):
+    video, audio = resampled(clip_of(clips, which), tmp_path_factory.mktemp("clips"))
     result = track_video(video, audio, TrackParams(), detector)
     boxes = result.boxes
     assert list(boxes.columns) == BOX_COLUMNS
-    reference = blazeface_boxes(video)
+    reference = blazeface_boxes(video, blazeface)
     assert sorted(boxes.frame) == list(range(len(reference)))  # one face, tracked through every frame
     ious = np.array([iou_matrix(row[None], ref).max() if len(ref) else 0.0
                      for row, ref in zip(boxes[["x1", "y1", "x2", "y2"]].to_numpy(), reference)])
@@ -90,16 +87,16 @@ def test_chosen_box_covers_the_face_in_every_frame(clip, detector, tmp_path_fact
     assert result.segments[0]["sync_method"] == "single-face" and result.segments[0]["n_faces"] == 1
 
 
-@pytest.mark.parametrize("clip", [GRID[0], CREMAD[0]] if CREMAD else GRID[:1], ids=lambda p: p.name)
-def test_the_default_dlib_detector_tracks_the_face_from_small_gray_frames(clip, tmp_path_factory):
+@pytest.mark.parametrize("which", [("grid", 0), ("cremad", 0)], ids=lambda w: f"{w[0]}{w[1]}")
+def test_the_default_dlib_detector_tracks_the_face_from_small_gray_frames(clips, which, blazeface, tmp_path_factory):
     """The default path (dlib's HOG on the decoder's small luma frames) tracks the one face in every frame.
     dlib's boxes are tighter than BlazeFace's (brows to chin), so the check is that each box sits inside the
     reference face and covers most of its width."""
     from preprocess.track.detect import DetectorParams, DlibHogDetector
 
-    video, audio = resampled(clip, tmp_path_factory.mktemp("clips"))
+    video, audio = resampled(clip_of(clips, which), tmp_path_factory.mktemp("clips"))
     result = track_video(video, audio, TrackParams(detector="dlib"), DlibHogDetector(DetectorParams()))
-    reference = blazeface_boxes(video)
+    reference = blazeface_boxes(video, blazeface)
     assert sorted(result.boxes.frame) == list(range(len(reference)))
     for row, ref in zip(result.boxes[["x1", "y1", "x2", "y2"]].to_numpy(), reference):
         ref = ref[np.argmax(iou_matrix(row[None], ref)[0])]
@@ -108,8 +105,8 @@ def test_the_default_dlib_detector_tracks_the_face_from_small_gray_frames(clip, 
         assert 0.6 < (row[2] - row[0]) / (ref[2] - ref[0]) < 1.4
 
 
-@pytest.mark.parametrize("clip", [GRID[0], CREMAD[0]] if CREMAD else GRID[:1], ids=lambda p: p.name)
-def test_small_i420_frames_match_full_decode_then_resize(clip, tmp_path_factory):
+@pytest.mark.parametrize("which", [("grid", 0), ("cremad", 0)], ids=lambda w: f"{w[0]}{w[1]}")
+def test_small_i420_frames_match_full_decode_then_resize(clips, which, tmp_path_factory):
     """Track's decode (the decoder's scaler straight to detection size, in YUV 4:2:0) gives the frames that a
     full-size RGB decode and an area resize give, to within rounding: same count, same picture, colour
     planes in the right places."""
@@ -118,7 +115,7 @@ def test_small_i420_frames_match_full_decode_then_resize(clip, tmp_path_factory)
     from preprocess.media import iter_i420_batches, read_frames, video_size
     from preprocess.track.track_video import detection_size
 
-    video, _ = resampled(clip, tmp_path_factory.mktemp("clips"))
+    video, _ = resampled(clip_of(clips, which), tmp_path_factory.mktemp("clips"))
     full = read_frames(video)
     width, height = video_size(video)
     assert full.shape[1:3] == (height, width)
@@ -140,17 +137,17 @@ def _chosen_side(result) -> set[str]:
     return {"left" if (row.x1 + row.x2) / 2 < 360 else "right" for row in result.boxes.itertuples()}
 
 
-def track_composite(pair, speaker_left: bool, listener: bool, detector, tmp_path):
+def track_composite(grid, pair, speaker_left: bool, listener: bool, detector, tmp_path):
     """Track a side-by-side composite of two GRID clips, resampled like the pipeline does."""
-    src = composite(GRID[pair[0]], GRID[pair[1]], tmp_path / "c.mkv", speaker_left, listener=listener)
+    src = composite(grid[pair[0]], grid[pair[1]], tmp_path / "c.mkv", speaker_left, listener=listener)
     video, audio = resampled(src, tmp_path)
     return track_video(video, audio, TrackParams(), detector)
 
 
 @pytest.mark.parametrize("speaker_left", [True, False], ids=["speaker-left", "speaker-right"])
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"grid{p[0]}+{p[1]}")
-def test_speaker_beside_a_listener_is_chosen(pair, speaker_left, detector, tmp_path):
-    result = track_composite(pair, speaker_left, True, detector, tmp_path)
+def test_speaker_beside_a_listener_is_chosen(clips, pair, speaker_left, detector, tmp_path):
+    result = track_composite(clips.grid, pair, speaker_left, True, detector, tmp_path)
     assert len(result.segments) == 1
     seg = result.segments[0]
     assert _chosen_side(result) == {"left" if speaker_left else "right"}
@@ -160,8 +157,8 @@ def test_speaker_beside_a_listener_is_chosen(pair, speaker_left, detector, tmp_p
 
 @pytest.mark.parametrize("speaker_left", [True, False], ids=["speaker-left", "speaker-right"])
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"grid{p[0]}+{p[1]}")
-def test_two_talking_faces_with_one_heard_are_flagged_not_guessed(pair, speaker_left, detector, tmp_path):
-    result = track_composite(pair, speaker_left, False, detector, tmp_path)
+def test_two_talking_faces_with_one_heard_are_flagged_not_guessed(clips, pair, speaker_left, detector, tmp_path):
+    result = track_composite(clips.grid, pair, speaker_left, False, detector, tmp_path)
     seg = result.segments[0]
     assert len(result.segments) == 1 and seg["speaker_ambiguous"] is True
     assert seg["sync_confidence"] < TrackParams().sync.energy_min_margin + 0.25  # low: the lead over the rival
@@ -182,8 +179,8 @@ def hide_face(clip: Path, out: Path, first: int, last: int) -> Path:
     return out
 
 
-def test_a_face_gone_for_a_second_gives_a_marked_gap_or_two_segments(detector, tmp_path):
-    video, audio = resampled(hide_face(GRID[0], tmp_path / "gone.mkv", 25, 49), tmp_path)
+def test_a_face_gone_for_a_second_gives_a_marked_gap_or_two_segments(clips, detector, blazeface, tmp_path):
+    video, audio = resampled(hide_face(clips.grid[0], tmp_path / "gone.mkv", 25, 49), tmp_path)
     bridged = track_video(video, audio, TrackParams(), detector)
     assert bridged.details["shot_cuts"] == 0
     assert [(s["start_frame"], s["end_frame"]) for s in bridged.segments] == [(0, 75)]
@@ -193,24 +190,25 @@ def test_a_face_gone_for_a_second_gives_a_marked_gap_or_two_segments(detector, t
     spans = [(s["start_frame"], s["end_frame"]) for s in split.segments]
     assert len(spans) == 2 and spans[0][1] <= 25 and spans[1][0] >= 50, spans
     assert sorted(split.boxes.segment.unique()) == [0, 1]
-    reference = blazeface_boxes(video)
+    reference = blazeface_boxes(video, blazeface)
     for row in split.boxes.itertuples():  # every kept box is on the face
         assert iou_matrix(np.array([[row.x1, row.y1, row.x2, row.y2]]), reference[row.frame]).max() >= 0.5
 
 
-def test_a_shot_cut_splits_tracks_into_segments(detector, tmp_path):
+def test_a_shot_cut_splits_tracks_into_segments(clips, detector, blazeface, tmp_path):
     """Two GRID speakers cut together at frame 40: PySceneDetect finds the cut, each shot is a segment."""
     graph = ("[0:v]trim=end_frame=40,setpts=PTS-STARTPTS[a];[1:v]trim=start_frame=40,setpts=PTS-STARTPTS[b];"
              "[a][b]concat=n=2:v=1:a=0[v]")
     src = tmp_path / "cut.mkv"
-    run_ffmpeg(["-i", str(GRID[0]), "-i", str(GRID[2]), "-filter_complex", graph, "-map", "[v]", "-map", "0:a",
+    run_ffmpeg(["-i", str(clips.grid[0]), "-i", str(clips.grid[2]), "-filter_complex", graph, "-map", "[v]",
+                "-map", "0:a",
                 "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p",
                 "-c:a", "pcm_s16le", "-f", "matroska", str(src)])
     video, audio = resampled(src, tmp_path)
     result = track_video(video, audio, replace(TrackParams(), tracking=TrackingParams(min_track_frames=25)), detector)
     assert result.details["shot_cuts"] == 1
     assert [(s["start_frame"], s["end_frame"]) for s in result.segments] == [(0, 40), (40, 75)]
-    reference = blazeface_boxes(video)
+    reference = blazeface_boxes(video, blazeface)
     ious = [iou_matrix(np.array([[r.x1, r.y1, r.x2, r.y2]]), reference[r.frame]).max()
             for r in result.boxes.itertuples()]
     assert np.mean(np.array(ious) >= 0.5) >= 0.95
@@ -226,7 +224,7 @@ def set_params(project: Path, **sections) -> None:
         yaml_roundtrip().dump(params, f)
 
 
-def test_stage_accounts_for_every_video_and_writes_the_contract(project, dask_client):
+def test_stage_accounts_for_every_video_and_writes_the_contract(project, clips, dask_client):
     from conftest import copy_clip, make_video
 
     from preprocess import paths
@@ -234,10 +232,10 @@ def test_stage_accounts_for_every_video_and_writes_the_contract(project, dask_cl
     from pipeline import stages
     from preprocess.track import stage as track
 
-    set_params(project, weights={"retinaface": str(RETINAFACE), "syncnet": None})
+    set_params(project, weights={"syncnet": None})  # the repository's detector (dlib): no weights needed
     raw = project / "raw"
-    copy_clip(GRID[0], raw, "talker a.mpg")
-    copy_clip(GRID[1], raw)
+    copy_clip(clips.grid[0], raw, "talker a.mpg")
+    copy_clip(clips.grid[1], raw)
     make_video(raw / "noface.mp4", seconds=2.0, size="320x240")
     (raw / "empty.mp4").write_bytes(b"")
     add_corpus("mix", "raw", pattern="*.*", role="pretrain", label="real")
@@ -250,7 +248,7 @@ def test_stage_accounts_for_every_video_and_writes_the_contract(project, dask_cl
     assert (status.loc[manifest["noface.mp4"], ["status", "reason"]] == ["failed", "no face found"]).all()
     assert status.loc[manifest["empty.mp4"], "status"] == "skipped"
     assert "resample stage failed" in status.loc[manifest["empty.mp4"], "reason"]
-    ok = sorted(manifest[["talker a.mpg", GRID[1].name]])
+    ok = sorted(manifest[["talker a.mpg", clips.grid[1].name]])
     assert sorted(status.index[status.status == "ok"]) == ok
 
     tracks = pd.read_parquet(track.tracks_table_path("mix"))

@@ -15,9 +15,6 @@ import torch
 
 from preprocess.track.syncnet import SyncNet, SyncNetScorer, embed, face_crops, load_syncnet, mfcc
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-GRID = sorted((SHARED / "testdata" / "grid").glob("*.mpg"))
-RETINAFACE = SHARED / "weights" / "retinaface" / "retinaface_mobilenet0.25.pth"
 
 # python_speech_features.mfcc(pcm, 16000) of the signal below, frames 0, 50 and 98 (13 coefficients each).
 PSF_REFERENCE = np.array([
@@ -69,30 +66,32 @@ def test_face_crops_are_224_bgr_and_centred():
     assert crop[60, 112, 2] == 255 and crop[60, 112, 0] == 0  # red lands in the BGR red channel
 
 
-@pytest.mark.skipif(not (GRID and RETINAFACE.exists()), reason=f"real clips or weights not under {SHARED}")
-def test_scorer_decides_in_the_stage_step_on_a_real_clip(tmp_path):
+def test_scorer_decides_in_the_stage_step_on_a_clip(clips, tmp_path):
     from dataclasses import replace
 
     from preprocess.media import read_audio
     from preprocess.resample.convert import ResampleParams, resample_video
-    from preprocess.track.detect import RetinaFaceBatch
+    from preprocess.track.detect import DlibHogDetector
     from preprocess.track.track_params import TrackParams
     from preprocess.track.sync import SyncParams
     from preprocess.track.track_video import track_video
 
     torch.set_num_threads(1)
     video, audio = tmp_path / "v.mkv", tmp_path / "a.wav"
-    resample_video(GRID[0], video, audio, ResampleParams())
+    resample_video(clips.grid[0], video, audio, ResampleParams())
     torch.manual_seed(0)
     weights = tmp_path / "syncnet_v2.model"
     torch.save(SyncNet().state_dict(), weights)  # untrained: checks the plumbing, not the offset's value
     scorer = SyncNetScorer(weights, vshift=15, device="cpu")
-    detector = RetinaFaceBatch(RETINAFACE)
-    strict = track_video(video, audio, replace(TrackParams(), sync=replace(SyncParams(), syncnet_min_confidence=1e9)), detector, scorer)
+    params = TrackParams()  # the default detector, dlib: the scorer gets a face track from any detector
+    detector = DlibHogDetector(params.detect)
+    strict = track_video(video, audio, replace(params, sync=replace(SyncParams(), syncnet_min_confidence=1e9)),
+                         detector, scorer)
     seg = strict.segments[0]
     assert seg["sync_method"] == "syncnet" and -15 <= seg["sync_offset"] <= 15
     assert np.isfinite(seg["sync_confidence"]) and seg["audio_shift_frames"] == 0  # not confident: no shift
-    trusting = track_video(video, audio, replace(TrackParams(), sync=replace(SyncParams(), syncnet_min_confidence=-1e9)), detector, scorer)
+    trusting = track_video(video, audio, replace(params, sync=replace(SyncParams(), syncnet_min_confidence=-1e9)),
+                           detector, scorer)
     assert trusting.segments[0]["audio_shift_frames"] == -trusting.segments[0]["sync_offset"]
 
     pcm = read_audio(audio)[:640 * 30]

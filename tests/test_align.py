@@ -140,6 +140,7 @@ def test_missing_fan_weights_give_a_plain_error(tmp_path, monkeypatch):
         resolve_weights(None, FAN_FILE, None, "FAN landmark weights", "fan")
 
 
+@pytest.mark.slow  # a stage process on its cluster, killed, then rerun
 def test_align_cli_killed_mid_run_resumes(aligned_project, tmp_path):
     """`python -m pipeline stage align` killed (SIGKILL) after its first finished video, then rerun."""
     import os

@@ -24,6 +24,7 @@ def test_heatmap_peak_maps_back_to_the_frame_point():
     assert scores.shape == (1, 68)
 
 
+@pytest.mark.slow  # the full FAN network on CPU
 def test_fan_and_dlib_paths_give_identically_shaped_samples(aligned_project, monkeypatch, tmp_path):
     from preprocess.align import align_video as align_video_mod
     from preprocess.align import stage as align

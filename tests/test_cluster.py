@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 POISON = "poison.mp4"  # the video the shared workers die on (the test hook)
 CHECKED = ClusterSettings(connect_timeout=10, worker_timeout=60)
 
+pytestmark = pytest.mark.slow  # real dask schedulers and workers, started by hand
+
 
 def free_port() -> int:
     with socket.socket() as s:

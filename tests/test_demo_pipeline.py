@@ -4,8 +4,11 @@ dlib's detector has to find the synthetic faces, and the lip-sync fakes must kee
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 import yaml
 from pipeline_project import REPO, local_client, project_env
+
+pytestmark = pytest.mark.slow  # the demo through every preprocessing stage
 
 TINY_DEMO = {"seed": 1, "identities": 2, "seconds": 2.0, "fps": 30, "size": 256, "sample_rate": 44100, "crf": 20,
              "corpora": {"demo_pretrain": {"clips": 1, "methods": []},

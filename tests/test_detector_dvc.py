@@ -5,8 +5,11 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 from ruamel.yaml import YAML
+
+pytestmark = pytest.mark.slow  # dvc builds the DAG of the whole pipeline
 
 
 def dvc(*args, cwd) -> str:

@@ -186,6 +186,7 @@ def run_pair(root: Path, name: str, methods_only=(), **finetune) -> tuple[dict, 
     return summary, df, metrics
 
 
+@pytest.mark.slow  # end-to-end fine-tuning (4 runs) and pretraining
 def test_finetune_evaluate_report_from_scratch_and_pretrained(proj, clips, capsys):
     torch.set_num_threads(2)
     scratch, df, m = run_pair(proj, "scratch", init="scratch")

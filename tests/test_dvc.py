@@ -6,9 +6,12 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, copy_clip
 
 from pipeline.registry import add_corpus
+
+pytestmark = pytest.mark.slow  # dvc repro
 
 
 def dvc(*args: str, cwd) -> subprocess.CompletedProcess:

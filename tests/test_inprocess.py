@@ -45,6 +45,7 @@ def tree_bytes(folder) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # a LocalCluster of worker processes, four stages
 def test_in_process_and_cluster_write_the_same_bytes(project, clips):
     """resample -> track -> align -> crop on two real GRID clips, once on a LocalCluster of worker processes,
     once in this process: every output and status file identical, and no cluster started for the second."""
@@ -70,6 +71,7 @@ def test_in_process_and_cluster_write_the_same_bytes(project, clips):
     assert [n for n in in_process if in_process[n] != on_cluster[n]] == []
 
 
+@pytest.mark.slow  # stage processes, one killed, then a cluster
 def test_a_video_that_kills_the_stage_process_gets_the_crash_guard_next_run(project):
     make_video(project / "raw" / "good.mp4")
     make_video(project / "raw" / "poison.mp4")

@@ -1,6 +1,7 @@
 """Symmetric InfoNCE: the paper's formula, and global-batch negatives under DDP (2 gloo processes)."""
 import math
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -80,6 +81,7 @@ def _ddp_worker(rank, world, init_file, state_path, out_path):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow  # a real 2-process gloo group
 def test_ddp_gradients_equal_single_process_on_concatenated_batch(tmp_path):
     model = tiny_model()
     state = tmp_path / "state.pt"

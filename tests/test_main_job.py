@@ -17,6 +17,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # dvc of this environment
 
+pytestmark = pytest.mark.slow  # dvc repro of the whole pipeline
+
 TINY = {
     "demo": {"seed": 0, "identities": 3, "seconds": 4.5, "fps": 30, "size": 256, "sample_rate": 44100, "crf": 20,
              "corpora": {"demo_pretrain": {"clips": 1, "methods": []},

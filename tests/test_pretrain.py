@@ -143,6 +143,7 @@ def test_resume_only_from_matching_params_and_shards(tmp_path):
     assert state is None and "starting fresh" in why
 
 
+@pytest.mark.slow  # end-to-end training
 def test_short_cpu_run_lowers_loss_and_retrieval_rises(tmp_path, data):
     epochs = 40  # 6 clips, batch 6: one step per epoch; 2 s windows (the paper's length)
     params = write_params(tmp_path / "params.yaml", data, epochs=epochs, eval_every=20,
@@ -171,6 +172,7 @@ def test_short_cpu_run_lowers_loss_and_retrieval_rises(tmp_path, data):
     assert (tmp_path / "live" / "plots" / "metrics" / "val" / "a2v_top1.tsv").exists()
 
 
+@pytest.mark.slow  # end-to-end training, twice
 def test_kill_in_epoch_2_then_resume_gives_the_uninterrupted_weights(tmp_path, data):
     # batch 2: three steps per epoch, so the kill lands inside the second epoch; dropout on so the
     # RNG replay matters
@@ -203,6 +205,7 @@ def test_kill_in_epoch_2_then_resume_gives_the_uninterrupted_weights(tmp_path, d
     assert len(rows) == 1 + 3  # the resumed run's curve is whole
 
 
+@pytest.mark.slow  # end-to-end training on 2 DDP processes
 def test_two_process_ddp_run_on_uneven_shards(tmp_path, data):
     # the pipeline's two shards (2 and 4 clips) over 2 ranks, one each: the rank with 2 clips must repeat
     # one to give the same batch count (3), or the all-reduce would hang

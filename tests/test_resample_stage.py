@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import copy_clip, make_video
 
 from preprocess import paths
@@ -85,6 +86,7 @@ def test_changed_params_redo_and_removed_videos_are_pruned(project, clips, dask_
     assert len(list((out / "video").iterdir())) == 1
 
 
+@pytest.mark.slow  # a stage process on its cluster, killed, then rerun
 def test_killed_run_resumes_without_corrupt_outputs(project):
     raw = project / "raw"
     for i in range(8):  # 29.97 fps sources, so each one is re-encoded and takes a moment

@@ -69,10 +69,17 @@ def trainer_cmd(params, index, out, live=None, nproc=1):
                      "--live", str(live or ""), "--threads", str(max(1, 2 // nproc))]
 
 
+def trainer_env(**extra) -> dict:
+    # run from the test's folder, this checkout on the path: DVCLive, finding the repository's .dvc at its
+    # working directory, would write into the source tree
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path, **extra}
+
+
 def run_trainer(*args, **kw):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "AVLIPS_NPROC": str(kw.get("nproc", 1))}
-    p = subprocess.run(trainer_cmd(*args, **kw), cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
-                       check=False)
+    env = trainer_env(AVLIPS_NPROC=str(kw.get("nproc", 1)))
+    p = subprocess.run(trainer_cmd(*args, **kw), cwd=Path(args[0]).parent, env=env, capture_output=True, text=True,
+                       timeout=1200, check=False)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return p.stdout
 
@@ -181,8 +188,8 @@ def test_kill_in_epoch_2_then_resume_gives_the_uninterrupted_weights(tmp_path, d
     index = data / "index_noval.json"
     run_trainer(params, index, tmp_path / "a")
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(trainer_cmd(params, index, tmp_path / "b", tmp_path / "live_b"), cwd=ROOT, env=env,
+    env = trainer_env()
+    proc = subprocess.Popen(trainer_cmd(params, index, tmp_path / "b", tmp_path / "live_b"), cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in proc.stdout:
         if line.startswith("epoch 1 step 1/3"):

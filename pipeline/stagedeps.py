@@ -34,6 +34,11 @@ class Module:
     functions: dict = field(default_factory=dict)  # top-level function name -> its node
     bindings: dict = field(default_factory=dict)  # module-level name -> (module, attribute or None)
 
+    @property
+    def package(self) -> str:
+        """What its relative imports are relative to."""
+        return self.name if self.path.name == "__init__.py" else self.name.rpartition(".")[0]
+
 
 class Project:
     """The project's modules under `root`, parsed on first use."""
@@ -60,14 +65,13 @@ class Project:
     def _parse(self, name: str, path: Path) -> Module:
         tree = ast.parse(path.read_text(), str(path))
         module = Module(name, path)
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 module.functions[node.name] = node
                 module.body += node.decorator_list + node.args.defaults + [d for d in node.args.kw_defaults if d]
             else:
                 module.body.append(node)
-        module.bindings = imports_bound(module.body, package)
+        module.bindings = imports_bound(module.body, module.package)
         return module
 
     def all_modules(self, pattern: str) -> list[str]:
@@ -144,8 +148,7 @@ class Closure:
         if (module.name, name) not in self.functions:
             self.functions.add((module.name, name))
             node = module.functions[name]
-            package = module.name if module.path.name == "__init__.py" else module.name.rpartition(".")[0]
-            self._queue.append((module, node.body, imports_bound(node.body, package)))
+            self._queue.append((module, node.body, imports_bound(node.body, module.package)))
 
     def reach(self, module_name: str, attr: str | None, depth: int = 0) -> None:
         """Code refers to `module_name`.`attr`: a submodule, a function, or a name that module imported."""
@@ -167,10 +170,8 @@ class Closure:
                 for alias in node.names:
                     self.add_module(alias.name)
             elif isinstance(node, ast.ImportFrom):
-                package = module.name if module.path.name == "__init__.py" else module.name.rpartition(".")[0]
-                source = absolute(node, package)
                 for alias in node.names:
-                    self.reach(source, alias.name)
+                    self.reach(absolute(node, module.package), alias.name)
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
                 self._name(module, local, node.id, ())
             elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
@@ -310,10 +311,12 @@ def main(argv=None) -> int:
     from pipeline.corpora import yaml_roundtrip
 
     parser = argparse.ArgumentParser(prog="python -m pipeline.stagedeps", description=__doc__.split("\n")[0])
-    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="the project (default: here)")
     parser.add_argument("--check", action="store_true", help="only check: exit 1 when a stage misses a file")
     args = parser.parse_args(argv)
     dvc_path = args.root / "dvc.yaml"
+    if not dvc_path.is_file():
+        parser.error(f"no dvc.yaml in {args.root}: run it in the project folder")
     yaml = yaml_roundtrip()
     yaml.width = 120  # dvc.yaml's line length: folded commands keep their line breaks
     dvc = yaml.load(dvc_path)

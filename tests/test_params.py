@@ -102,7 +102,7 @@ def test_an_unknown_section_is_an_error():
         registry.load_all({**PARAMS, "robustnes": {}})
 
 
-def test_null_means_none_in_every_section():
+def test_null_means_none_in_the_cluster_section_too():
     """`cluster.scheduler:` left empty is None, as everywhere: no section treats null as "the default"."""
     cluster = registry.load_all({**PARAMS, "cluster": {**PARAMS["cluster"], "memory_limit": None}})["cluster"]
     assert cluster.memory_limit is None

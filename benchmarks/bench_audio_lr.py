@@ -41,12 +41,12 @@ def main() -> None:
     from models.avclip import AVContrastiveModel
     from models.loss import InfoNCELoss
     from models.presets import TINY_VIDEO
-    from train.pretrain_config import load_params
+    from train.pretrain_config import load_configs
     from train.data import eval_windows, read_index, train_loader
     from train.pretrain import lr_at, make_optimizer, set_lrs, train_step
 
     torch.set_num_threads(a.threads)
-    model_cfg, cfg = load_params(ROOT / "params.yaml")
+    model_cfg, cfg = load_configs(ROOT / "params.yaml")
     audio_cfg = dataclasses.replace(model_cfg.audio, pretrained=False, **AUDIO_SIZES[a.size])
     model_cfg = dataclasses.replace(model_cfg, audio=audio_cfg, video=TINY_VIDEO)
     data = dataclasses.replace(cfg.data, batch_size=a.batch, num_workers=0, min_frames=50)  # GRID: 75 frames

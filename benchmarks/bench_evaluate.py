@@ -43,12 +43,15 @@ def main() -> None:
     from models.detector import Detector
     from models.presets import TINY_VIDEO
     from models.video import VideoEncoderConfig
+    from pipeline.params import paper_params
+    from preprocess.settings import section
     from train.videoscores import score_videos
 
     torch.set_num_threads(a.threads)
     paths = shards()
     torch.manual_seed(0)
-    video_cfg = TINY_VIDEO if a.config == "tiny" else VideoEncoderConfig(trunk="resnet18", layers=6)
+    video_cfg = TINY_VIDEO if a.config == "tiny" else \
+        section(paper_params(ROOT / "params.yaml"), "model.video", VideoEncoderConfig)  # R18 + L6
     det = Detector(video_cfg).to(a.device).eval()
     n_params = sum(p.numel() for p in det.parameters()) / 1e6
     videos = score_videos(det, paths, a.device, a.batch)  # warm-up

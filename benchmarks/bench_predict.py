@@ -61,11 +61,14 @@ def random_detector(path: Path) -> Path:
 
     from models.detector import Detector
     from models.video import VideoEncoderConfig
+    from pipeline.params import paper_params
+    from preprocess.settings import section
     from train.scoring import save_detector
 
     if not path.exists():
         torch.manual_seed(0)
-        save_detector(path, Detector(VideoEncoderConfig()), {"note": "random R18+L6, for timing only"})
+        paper = section(paper_params(REPO / "params.yaml"), "model.video", VideoEncoderConfig)
+        save_detector(path, Detector(paper), {"note": "random R18+L6, for timing only"})
     return path
 
 

@@ -64,7 +64,11 @@ def measure(config: str, index: str, batch: int, steps: int, threads: int) -> di
     if config == "tiny":
         mcfg, w2v = AVModelConfig(video=TINY_VIDEO), tiny_wav2vec2_config(64)
     else:
-        mcfg, w2v = AVModelConfig(video=VideoEncoderConfig()), Wav2Vec2Config()  # wav2vec2-base shape
+        from pipeline.params import paper_params
+        from preprocess.settings import section
+
+        paper = section(paper_params(ROOT / "params.yaml"), "model.video", VideoEncoderConfig)  # R18 + L6
+        mcfg, w2v = AVModelConfig(video=paper), Wav2Vec2Config()  # wav2vec2-base shape
     audio = AudioEncoder.from_config(AudioEncoderConfig(), w2v)
     model = AVContrastiveModel(mcfg, audio).to(device)
     # min_frames lowered to the 75-frame GRID clips (real pretraining keeps 100)

@@ -52,13 +52,13 @@ def main() -> None:
     from models.avclip import AVContrastiveModel
     from models.loss import InfoNCELoss
     from models.presets import TINY_VIDEO
-    from train.pretrain_config import LearningRates, load_params
+    from train.pretrain_config import LearningRates, load_configs
     from train.data import eval_windows, read_index, train_loader
     from train.pretrain import guard_step, lr_at, make_optimizer, set_lrs, spread, train_step
     from train.retrieval import a2v_topk, embed_windows
 
     torch.set_num_threads(a.threads)
-    model_cfg, cfg = load_params(ROOT / "params.yaml")
+    model_cfg, cfg = load_configs(ROOT / "params.yaml")
     audio = dataclasses.replace(model_cfg.audio, pretrained=False, **AUDIO_SIZES[a.audio_size])
     model_cfg = dataclasses.replace(model_cfg, audio=audio, video=TINY_VIDEO if a.video == "tiny" else model_cfg.video)
     data = dataclasses.replace(cfg.data, batch_size=a.batch, num_workers=0, min_frames=50)  # GRID: 75 frames

@@ -41,11 +41,12 @@ def detector(config: str):
 
     from models.detector import Detector
     from models.video import VideoEncoderConfig
+    from pipeline.params import paper_params
     from preprocess.settings import load_yaml, section
 
     torch.manual_seed(0)
-    cfg = VideoEncoderConfig(trunk="resnet18", layers=6) if config == "full" else \
-        section(load_yaml(ROOT / "params.yaml"), "model.video", VideoEncoderConfig)
+    params = paper_params(ROOT / "params.yaml") if config == "full" else load_yaml(ROOT / "params.yaml")
+    cfg = section(params, "model.video", VideoEncoderConfig)
     return Detector(cfg).eval()
 
 

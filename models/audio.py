@@ -27,13 +27,14 @@ class AudioEncoderConfig:
     mask_time_length: int = 10
     mask_feature_prob: float = 0.0
     layerdrop: float = 0.0                        # > 0 leaves layers unused per step (DDP must find them)
-    # pretrained: false -> random weights of this size (defaults: the wav2vec2-base shape); `model` unused
-    pretrained: bool = True
-    hidden: int = 768
-    layers: int = 12
-    heads: int = 12
-    ffn: int = 3072
-    conv_dim: int = 512                           # channels of each of the 7 CNN feature-encoder layers
+    # pretrained: false -> random weights of this size (params.yaml's demo size; wav2vec2-base: 768/12/12/3072/512,
+    # params/paper.yaml); `model` unused
+    pretrained: bool = False
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    ffn: int = 256
+    conv_dim: int = 64                            # channels of each of the 7 CNN feature-encoder layers
 
     def overrides(self) -> dict:
         return {"mask_time_prob": self.mask_time_prob, "mask_time_length": self.mask_time_length,

@@ -22,16 +22,17 @@ _BACKEND_DEFAULTS = {"resnet18": {"width": 1024, "ffn": 2048, "tcn_branch": 256}
 class VideoEncoderConfig:
     trunk: str = "resnet18"            # resnet18 | resnet50
     backend: str = "transformer"       # transformer | mstcn
-    layers: int = 6                    # backend depth (paper's choice: 6 transformer layers)
-    width: int | None = None           # transformer width; None: 1024 (R18) / 2048 (R50)
-    heads: int = 8
-    ffn: int | None = None             # transformer FFN width; None: 2048 (R18) / 4096 (R50)
-    dropout: float = 0.2
+    # Defaults: params.yaml's small demo encoder; the paper's R18 + L6 is params/paper.yaml.
+    layers: int = 2                    # backend depth (paper: 6 transformer layers)
+    width: int | None = 128            # transformer width; None: 1024 (R18) / 2048 (R50)
+    heads: int = 4
+    ffn: int | None = 256              # transformer FFN width; None: 2048 (R18) / 4096 (R50)
+    dropout: float = 0.1
     max_frames: int = 50               # positional embeddings available (2 s at 25 fps)
     tcn_branch: int | None = None      # MS-TCN channels per kernel branch; None: 256 (R18) / 512 (R50)
     tcn_kernels: tuple[int, ...] = (3, 5, 7)
-    stem_channels: int = 64            # reduced only in tiny test configs
-    trunk_widths: tuple[int, ...] = (64, 128, 256, 512)
+    stem_channels: int = 16            # paper: 64
+    trunk_widths: tuple[int, ...] = (16, 32, 64, 128)  # paper: (64, 128, 256, 512)
 
     def resolved(self) -> VideoEncoderConfig:
         if self.trunk not in _BACKEND_DEFAULTS:

@@ -1,5 +1,5 @@
 """Command line: `python -m pipeline corpus ...`, `python -m pipeline stage ...`, `python -m pipeline status`,
-`python -m pipeline predict VIDEO...`."""
+`python -m pipeline params check|apply FILE`, `python -m pipeline predict VIDEO...`."""
 from __future__ import annotations
 
 import argparse
@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--png", required=True)
     preview.add_argument("--samples", type=int, default=16)
     sub.add_parser("collect", help="list the shards feeding each training role (the dvc stage `collect`)")
+    params = sub.add_parser("params", help="check params.yaml, or apply a file of overrides to it")
+    params_sub = params.add_subparsers(dest="action", required=True)
+    params_sub.add_parser("check", help="load every section strictly: an unknown key is an error naming its path")
+    apply = params_sub.add_parser("apply", help="write a file of overrides (e.g. params/paper.yaml) into params.yaml")
+    apply.add_argument("file")
     sub.add_parser("results", help="print the report and where the metrics, plots and models of the last run are")
 
     from pipeline import predict
@@ -94,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import collect
 
             return collect.main()
+        if args.command == "params":
+            from pipeline import params
+
+            return params.main(args)
         if args.command == "results":
             from pipeline import results
 

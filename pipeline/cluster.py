@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.codeversion import code_version, version_probe
 from pipeline.corpora import load_params
-from preprocess.settings import from_dict
+from preprocess.settings import section
 
 if TYPE_CHECKING:  # distributed is imported where a cluster starts: a stage run in process never needs it
     from distributed import Client
@@ -61,15 +61,9 @@ class ClusterSettings:
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
 
-def _without_nulls(section: dict) -> dict:
-    """A null in `cluster:` means "the default", not None (e.g. `scheduler:` left empty)."""
-    return {k: _without_nulls(v) if isinstance(v, dict) else v for k, v in section.items() if v is not None}
-
-
 def cluster_settings(params: dict | None = None) -> ClusterSettings:
     """The `cluster:` section of params.yaml (defaults when absent); $AVLIPS_CLUSTER overrides its kind."""
-    section = _without_nulls(dict((load_params() if params is None else params).get("cluster") or {}))
-    settings = from_dict(ClusterSettings, section, "cluster")
+    settings = section(load_params() if params is None else params, "cluster", ClusterSettings)
     kind = os.environ.get("AVLIPS_CLUSTER") or settings.kind
     if kind not in KINDS:
         raise ValueError(f"cluster kind {kind!r} (params.yaml cluster.kind or $AVLIPS_CLUSTER) "

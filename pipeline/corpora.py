@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ruamel.yaml import YAML
 
 from preprocess import paths
 from preprocess.paths import project_path
-from preprocess.settings import load_yaml
+from preprocess.settings import from_dict, load_yaml
 
 CORPUS_NAME = re.compile(r"^(?!.*__)[a-z0-9][a-z0-9_-]*$")  # no "__": it separates the parts of sample keys
 ROLES = ("pretrain", "finetune", "eval")
@@ -62,19 +62,24 @@ def _text(value) -> str | None:
 
 
 def corpus_from_dict(name: str, cfg: dict) -> Corpus:
+    """One `corpora:` entry through the strict loader: an unknown key is an error naming its path
+    (`corpora.NAME.split.tset`). Split fractions the entry leaves out follow its role."""
+    where = f"corpora.{name}"
+    cfg = dict(cfg or {})
+    if cfg.get("raw_dir") is None:
+        raise ValueError(f"params.yaml {where}: no raw_dir (the folder of the corpus's videos)")
     role = _text(cfg.get("role", "pretrain"))
-    split = {**DEFAULT_SPLITS[role], **(cfg.get("split") or {})}
-    return Corpus(
-        name=name,
-        raw_dir=str(cfg["raw_dir"]),
-        pattern=_text(cfg.get("pattern", "**/*.mp4")),
-        role=role,
-        label=_text(cfg.get("label", "real")),
-        method=_text(cfg.get("method")),
-        labels=_text(cfg.get("labels")),
-        split=SplitSpec(float(split["val"]), float(split["test"]), int(split.get("seed", 0)),
-                        _text(split.get("group_by")), _text(split.get("file"))),
-    )
+    if role not in ROLES:
+        raise ValueError(f"params.yaml {where}.role is {role!r}; choose one of {', '.join(ROLES)}")
+    split = cfg.get("split") or {}
+    if not isinstance(split, dict):
+        raise ValueError(f"params.yaml {where}.split is a section (val, test, seed, group_by, file), not {split!r}")
+    defaults = {"pattern": "**/*.mp4", "role": role, "label": "real", "method": None}
+    corpus = from_dict(Corpus, {**defaults, **cfg, "split": {**DEFAULT_SPLITS[role], **split}}, where, name=name)
+    s = corpus.split
+    return replace(corpus, raw_dir=str(corpus.raw_dir), pattern=_text(corpus.pattern), role=role,
+                   label=_text(corpus.label), method=_text(corpus.method), labels=_text(corpus.labels),
+                   split=SplitSpec(float(s.val), float(s.test), int(s.seed), _text(s.group_by), _text(s.file)))
 
 
 def load_corpora(params: dict | None = None) -> dict[str, Corpus]:

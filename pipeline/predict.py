@@ -25,7 +25,7 @@ EXIT_UNSCORED = 1  # some file could not be scored
 
 
 @dataclass
-class Clip:
+class ScoredClip:
     """One scored clip: `frames` consecutive frames (1 s) of the 25 fps video from `frame`."""
     frame: int
     frames: int
@@ -48,7 +48,7 @@ class Prediction:
     failed_step: str = ""
     score: float | None = None  # mean clip logit
     probability: float | None = None  # sigmoid(score): the fake probability
-    clips: list[Clip] = field(default_factory=list)  # the timeline, in time order
+    clips: list[ScoredClip] = field(default_factory=list)  # the timeline, in time order
     n_frames: int = 0
     face_tracks: int = 0
     tracks: list[dict] = field(default_factory=list)  # the scored pieces of the chosen face track
@@ -98,7 +98,7 @@ def score_crops(crops: VideoCrops, detector, device: str = "cpu", batch_size: in
                 on_clips(done, total)
         seg_logits = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         for start, logit in zip(clip_starts(len(video), clip), seg_logits):
-            pred.clips.append(Clip(int(seg.frames[start]), clip, float(logit), probability(float(logit))))
+            pred.clips.append(ScoredClip(int(seg.frames[start]), clip, float(logit), probability(float(logit))))
         logits.append(seg_logits)
         pred.tracks.append({"piece": seg.piece, "track_segment": seg.track_segment,
                             "start_frame": int(seg.frames[0]), "end_frame": int(seg.frames[-1]) + 1,

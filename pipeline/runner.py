@@ -30,7 +30,7 @@ from preprocess import paths
 from preprocess.fileio import prune_outputs, remove_leftover_tmp_files
 from preprocess.records import (FAILED, OK, StageFailure, StatusRecord, VideoTask, read_record, record_path, write_record,
                                 write_status_table)
-from preprocess.settings import stable_hash
+from preprocess.settings import json_hash
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 
 STARTS_PER_RUN = 2  # a video that killed its worker is started once more, then it is a failed row
-KILL_HOOK = "AVLIPS_TEST_KILL_WORKER_ON"  # tests: a worker with this set to a video id dies on that video
 
 
 WorkFn = Callable[[VideoTask], dict]
@@ -56,8 +55,6 @@ def execute(work: WorkFn, task: VideoTask) -> StatusRecord:
         claim = _claim_start(task)
         if claim is None:  # the scheduler rescheduled a video that already killed workers twice
             return crash_record(task, "KilledWorker")
-        if os.environ.get(KILL_HOOK) == task.video_id:
-            os._exit(13)  # test hook: die like a decoder segfault would
         try:
             return _run_work(work, task)
         finally:  # only a start that never got here (its process died) keeps its claim
@@ -131,7 +128,7 @@ def run_id(todo: list[VideoTask]) -> str:
     """Names this run's task keys: a hash of the project root and the work (fingerprints cover inputs and
     params), so the dashboard tells projects apart, plus a nonce, so even a rerun of the same work never
     meets a result the scheduler still holds from before."""
-    project = stable_hash(str(paths.project_root()), [(t.video_id, t.fingerprint) for t in todo])[:10]
+    project = json_hash((str(paths.project_root()), [(t.video_id, t.fingerprint) for t in todo]))[:10]
     return f"{project}-{uuid.uuid4().hex[:8]}"
 
 

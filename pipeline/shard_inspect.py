@@ -25,6 +25,7 @@ from pipeline.corpora import load_corpora, load_params
 from pipeline.stages import PER_CORPUS_STAGES as STAGES
 from preprocess import shardformat
 from preprocess.records import read_record
+from preprocess.settings import section
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -64,13 +65,9 @@ def _corpora(name: str | None) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------- summary
-def shard_dir(corpus: str) -> Path:
-    from preprocess.crop.stage import shard_dir as crop_shard_dir
-
-    return crop_shard_dir(corpus)
-
-
 def read_shard_manifest(corpus: str) -> pd.DataFrame | None:
+    from preprocess.crop.pack import shard_dir  # here, not at the top: every `python -m pipeline` imports this
+
     path = shard_dir(corpus) / "manifest.parquet"
     return pd.read_parquet(path) if path.exists() else None
 
@@ -111,9 +108,10 @@ def _counts(series: pd.Series) -> dict:
 
 
 def pretrain_min_frames() -> int:
-    """pretrain.data.min_frames of params.yaml (the trainer's default when unset)."""
-    value = ((load_params().get("pretrain") or {}).get("data") or {}).get("min_frames")
-    return 100 if value is None else int(value)
+    """pretrain.data.min_frames of params.yaml, read as the trainer reads it."""
+    from train.data import LoaderConfig  # torch: only `shards inspect` of a pretrain corpus gets here
+
+    return section(load_params(), "pretrain.data", LoaderConfig).min_frames
 
 
 def summary(corpora: list[str]) -> dict:
@@ -191,8 +189,10 @@ def find_sample(key: str, corpora: list[str]) -> tuple[str, dict]:
     raise KeyError(f"no sample with key {key!r} in the shard manifests of {', '.join(corpora) or 'no corpus'}")
 
 
-def read_sample(corpus: str, shard: str, key: str) -> dict:
-    """The fields of one sample, straight from its shard."""
+def corpus_sample(corpus: str, shard: str, key: str) -> dict:
+    """The fields of one sample of a corpus, straight from its shard."""
+    from preprocess.crop.pack import shard_dir
+
     return shardformat.read_sample(shard_dir(corpus) / shard, key)
 
 
@@ -230,7 +230,7 @@ def contact_sheet(key: str, png: Path, corpora: list[str]) -> dict:
     from preprocess.align import geometry
 
     corpus, row = find_sample(key, corpora)
-    sample = read_sample(corpus, row["shard"], key)
+    sample = corpus_sample(corpus, row["shard"], key)
     video, audio, lms, meta = sample["video.npy"], sample["audio.npy"], sample["landmarks.npy"], sample["json"]
     t = len(video)
     picks = np.unique(np.linspace(0, t - 1, min(t, 12)).round().astype(int))
@@ -296,7 +296,7 @@ def corpus_preview(corpus: str, png: Path, n: int = 16) -> int:
     for ax in axes.flat:
         ax.axis("off")
     for ax, row in zip(axes.flat, rows.itertuples()):
-        sample = read_sample(corpus, row.shard, row.key)
+        sample = corpus_sample(corpus, row.shard, row.key)
         video, lms = sample["video.npy"], sample["landmarks.npy"]
         mid = len(video) // 2
         ax.imshow(video[mid], cmap=None if video.ndim == 4 else "gray", vmin=0, vmax=255)
@@ -324,12 +324,11 @@ def corruption_strip(key: str, png: Path, corpora: list[str], corrupt: str) -> d
     from preprocess.align import stage as align_stage
     from preprocess.corrupt import Corruption, RobustnessParams
     from preprocess.corrupted_crops import load_geometry, render
-    from preprocess.settings import section
 
     robustness = section(load_params(), "robustness", RobustnessParams)
     corruption = Corruption.parse(corrupt, robustness.levels)
     corpus, row = find_sample(key, corpora)
-    sample = read_sample(corpus, row["shard"], key)
+    sample = corpus_sample(corpus, row["shard"], key)
     clean, meta = sample["video.npy"], sample["json"]
     npz = align_stage.output_path(corpus, meta["video_id"])
     video = paths.stage_dir("resample", corpus) / "video" / f"{meta['video_id']}.mkv"

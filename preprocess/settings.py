@@ -65,7 +65,8 @@ def section(params: dict, path: str, cls, **fixed):
     return from_dict(cls, values, path, **fixed)
 
 
-def stable_hash(*parts) -> str:
-    """Short sha256 of JSON-serialisable parts, independent of dict order."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+def json_hash(value) -> str:
+    """The project's one hash of values (fingerprints, config hashes): 16 hex characters of the sha256 of their
+    JSON, independent of dict order. Pass several parts as a tuple: it hashes as a JSON list."""
+    blob = json.dumps(value, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

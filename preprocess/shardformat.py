@@ -96,7 +96,7 @@ class HashingFile:
 
 
 @dataclass
-class ShardInfo:
+class WrittenShard:
     shard: str  # file name, relative to the shard folder
     split: str
     samples: int
@@ -111,7 +111,7 @@ class ShardWriter:
     def __init__(self, folder: Path, split: str, maxcount: int, maxsize: int):
         self.folder, self.split = Path(folder), split
         self.maxcount, self.maxsize = int(maxcount), int(maxsize)
-        self.shards: list[ShardInfo] = []
+        self.shards: list[WrittenShard] = []
         self._tar = self._file = self._tmp = None
         self._count = self._size = 0
 
@@ -147,10 +147,10 @@ class ShardWriter:
             self._tmp.unlink()  # identical shard already in place: keep it (and its mtime)
         else:
             replace_durably(self._tmp, final)
-        self.shards.append(ShardInfo(final.name, self.split, self._count, size, digest))
+        self.shards.append(WrittenShard(final.name, self.split, self._count, size, digest))
         self._tar = self._file = self._tmp = None
 
-    def close(self) -> list[ShardInfo]:
+    def close(self) -> list[WrittenShard]:
         if self._tar is not None:
             self._close()
         return self.shards

@@ -9,8 +9,8 @@ otherwise one plain-words error naming the file, where it comes from and where t
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-
 
 from preprocess.paths import project_path
 
@@ -20,6 +20,14 @@ RETINAFACE_FILE = "retinaface_mobilenet0.25.pth"
 RETINAFACE_URL = "https://www.adrianbulat.com/downloads/python-fan/retinaface_mobilenet0.25.pth"
 FAN_URL = "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar"
 FAN_FILE = FAN_URL.rsplit("/", 1)[1]
+
+
+@dataclass(frozen=True)
+class WeightsParams:
+    """params.yaml `weights:`: local weight files; None: looked up by file name (the order above)."""
+    retinaface: str | None = None  # retinaface_mobilenet0.25.pth, for track.detector retinaface
+    fan: str | None = None  # 2DFAN4-11f355bf06.pth.tar, for align.backend fan
+    syncnet: str | None = None  # syncnet_v2.model; None: the weights-free audio-visual score decides
 
 
 def weights_identity(path: Path | str | None) -> str | None:

@@ -40,14 +40,14 @@ corpora:
     role: pretrain
     label: real
     method:
-    split: {val: 0.34, test: 0.0, seed: 0, group_by:}
+    split: {val: 0.34, test: 0.0, seed: 0, group_by: null}
   cremadt:
     raw_dir: raw/cremad
     pattern: '*.flv'
     role: eval
     label: fake
     method: Emotion
-    split: {val: 0.0, test: 1.0, seed: 0, group_by:}
+    split: {val: 0.0, test: 1.0, seed: 0, group_by: null}
 resample:
   crf: 18
   preset: veryfast

@@ -29,7 +29,7 @@ from pipeline import stages
 from preprocess.resample import stage as resample
 
 REPO = Path(__file__).resolve().parents[1]
-POISON = "poison.mp4"  # the video the shared workers die on (the test hook)
+POISON = "poison.mp4"  # the video whose work kills its worker (poisoned_work)
 CHECKED = ClusterSettings(connect_timeout=10, worker_timeout=60)
 
 pytestmark = pytest.mark.slow  # real dask schedulers and workers, started by hand
@@ -98,12 +98,10 @@ def procs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shared(procs):
-    """A scheduler (default settings: allowed-failures 3) with two single-threaded workers that die on
-    POISON's video id."""
+    """A scheduler (default settings: allowed-failures 3) with two single-threaded workers."""
     address = procs.scheduler()
-    hook = {"AVLIPS_TEST_KILL_WORKER_ON": video_id_for(POISON)}
     for name in ("w1", "w2"):
-        procs.worker(address, name, worker_env(**hook))
+        procs.worker(address, name, worker_env())
     with dask_client(address, settings=CHECKED) as client:
         client.wait_for_workers(2, timeout=60)
     return address
@@ -163,10 +161,24 @@ def test_two_projects_at_once_on_one_scheduler(shared, tmp_path):
         assert not (root / "data" / "resample" / "c" / ".starts").exists()
 
 
-def test_a_video_that_kills_its_worker_is_started_twice_then_a_row(shared, procs, tmp_path):
+def poisoned_work(video_id: str):
+    """The resample stage's work, except that it kills its worker process on `video_id`, as a decoder segfault
+    would. A closure: cloudpickle ships it by value to workers that cannot import this test module."""
+    work = resample.work
+
+    def poisoned(task):
+        if task.video_id == video_id:
+            os._exit(13)
+        return work(task)
+
+    return poisoned
+
+
+def test_a_video_that_kills_its_worker_is_started_twice_then_a_row(shared, procs, tmp_path, monkeypatch):
     root = tmp_path / "p"
     synthetic_corpus(root, 1.0, names=("a.mp4", "b.mp4", POISON))
     before = procs.log("w1") + procs.log("w2")
+    monkeypatch.setattr(resample, "work", poisoned_work(video_id_for(POISON)))  # what stages.run submits
     with root_env(root), dask_client(shared, settings=CHECKED) as client:
         records = {r.video_id: r for r in stages.run("resample", "c", client)}
         client.wait_for_workers(2, timeout=60)  # the nannies restart what the poison killed

@@ -17,13 +17,15 @@ from train.finetune import param_groups, set_epoch_lr
 from train.finetune_config import FinetuneConfig
 from train.metrics import accuracy, auc, choose_threshold, labels01, roc_points
 
+PAPER_RATES = FinetuneConfig(lr_head=0.01, lr_last_layer=0.005)  # paper Sec. 3.3 (params/paper.yaml)
+
 
 @pytest.mark.parametrize("backend,layers", [("transformer", 3), ("mstcn", 2)])
 def test_every_trainable_parameter_in_one_group_with_the_papers_lr(backend, layers):
     torch.manual_seed(0)
     det = Detector(replace(TINY_VIDEO, backend=backend, layers=layers), DetectorConfig(hidden=16))
     det.freeze_frontend()
-    groups = param_groups(det, FinetuneConfig())
+    groups = param_groups(det, PAPER_RATES)
     seen = [id(p) for g in groups for p in g["params"]]
     assert len(seen) == len(set(seen)), "a parameter sits in two groups"
     assert set(seen) == {id(p) for p in det.parameters() if p.requires_grad}
@@ -38,7 +40,7 @@ def test_every_trainable_parameter_in_one_group_with_the_papers_lr(backend, laye
         b = det.encoder.backend
         assert lr_of[id(b.pos)] == lr_of[id(b.proj.weight)] == pytest.approx(0.005 * 0.9 ** (layers - 1))
     opt = torch.optim.AdamW(groups)
-    set_epoch_lr(opt, 2, FinetuneConfig())
+    set_epoch_lr(opt, 2, PAPER_RATES)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * 0.81)
 
 
@@ -49,7 +51,7 @@ def test_frozen_stem_and_trunk_bit_identical_after_training_steps():
     frozen = {f"{i}.{k}": v.clone() for i, m in enumerate(det.frontend()) for k, v in m.state_dict().items()}
     assert any("running_mean" in k for k in frozen) and any("num_batches_tracked" in k for k in frozen)
     trainable_before = {k: v.clone() for k, v in det.named_parameters() if v.requires_grad}
-    opt = torch.optim.AdamW(param_groups(det, FinetuneConfig()))
+    opt = torch.optim.AdamW(param_groups(det, PAPER_RATES))
     det.train()
     for step in range(3):
         x = torch.randn(4, 25, 88, 88) * (1 + step)  # a distribution shift that would move BN statistics

@@ -15,11 +15,29 @@ from preprocess import paths
 from pipeline.cluster import ClusterError, ClusterSettings, SlurmSettings, StageCluster
 from pipeline.manifest import video_id_for
 from pipeline.registry import add_corpus
-from pipeline.runner import KILL_HOOK
 from pipeline import stages
 from preprocess.records import read_record
 
 STAGES = ("resample", "track", "align", "crop")
+# `python -m pipeline stage ...` with the resample stage's work dying on the video id in argv[1], as a decoder
+# segfault would: in the stage process, and on the cluster's workers (a function of __main__ ships by value).
+POISONED_CLI = """
+import os, sys
+from pipeline.cli import main
+from preprocess.resample import stage
+
+work = stage.work
+
+
+def poisoned(task):
+    if task.video_id == sys.argv[1]:
+        os._exit(13)
+    return work(task)
+
+
+stage.work = poisoned
+sys.exit(main(sys.argv[2:]))
+"""
 
 
 def test_who_runs_the_work():
@@ -77,8 +95,8 @@ def test_a_video_that_kills_the_stage_process_gets_the_crash_guard_next_run(proj
     make_video(project / "raw" / "poison.mp4")
     add_corpus("c", "raw", pattern="*.mp4", role="pretrain", label="real")
     poison = video_id_for("poison.mp4")
-    env = {**os.environ, "AVLIPS_ROOT": str(project), "PYTHONPATH": str(REPO), KILL_HOOK: poison}
-    cmd = [sys.executable, "-m", "pipeline", "stage", "resample", "c", "--workers", "1"]
+    env = {**os.environ, "AVLIPS_ROOT": str(project), "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-c", POISONED_CLI, poison, "stage", "resample", "c", "--workers", "1"]
 
     first = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 13 and "in this process" in first.stderr  # died with the video, as a segfault would

@@ -38,7 +38,7 @@ def test_train_mode_masking_and_layerdrop_are_params(tmp_path):
     x = torch.randn(1, 32000)
 
     def out(train, **kw):
-        enc = AudioEncoder(AudioEncoderConfig(model=directory, local_files_only=True, **kw)).train(train)
+        enc = AudioEncoder(AudioEncoderConfig(model=directory, local_files_only=True, pretrained=True, **kw)).train(train)
         torch.manual_seed(1)
         return enc, enc(x)
 
@@ -55,8 +55,8 @@ def test_train_mode_masking_and_layerdrop_are_params(tmp_path):
 
 def test_loads_local_directory_offline(tmp_path):
     directory = save_tiny_wav2vec2(str(tmp_path / "w2v"), seed=3)
-    enc = AudioEncoder(AudioEncoderConfig(model=directory, local_files_only=True))
-    again = AudioEncoder(AudioEncoderConfig(model=directory, local_files_only=True))
+    enc = AudioEncoder(AudioEncoderConfig(model=directory, local_files_only=True, pretrained=True))
+    again = AudioEncoder(AudioEncoderConfig(model=directory, local_files_only=True, pretrained=True))
     assert enc.out_dim == 32
     for (n, p), (_, q) in zip(enc.state_dict().items(), again.state_dict().items()):
         assert torch.equal(p, q), n
@@ -67,13 +67,13 @@ def test_missing_weights_offline_names_what_and_where(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError) as e:
-        AudioEncoder(AudioEncoderConfig())  # default hub id, offline, empty cache
+        AudioEncoder(AudioEncoderConfig(pretrained=True))  # default hub id, offline, empty cache
     msg = str(e.value)
     assert "facebook/wav2vec2-base-960h" in msg and str(tmp_path / "hf") in msg and "model.audio.model" in msg
     missing_dir = tmp_path / "empty"
     missing_dir.mkdir()
     with pytest.raises(FileNotFoundError, match="lacks a loadable model"):
-        AudioEncoder(AudioEncoderConfig(model=str(missing_dir), local_files_only=True))
+        AudioEncoder(AudioEncoderConfig(model=str(missing_dir), local_files_only=True, pretrained=True))
 
 
 def test_random_init_from_params_needs_no_download(tmp_path, monkeypatch):
@@ -92,7 +92,7 @@ def test_random_init_from_params_needs_no_download(tmp_path, monkeypatch):
     torch.manual_seed(0)
     again = load_wav2vec2(cfg)
     assert all(torch.equal(p, q) for p, q in zip(enc.wav2vec2.state_dict().values(), again.state_dict().values()))
-    base = AudioEncoderConfig(pretrained=False)  # default size: the wav2vec2-base shape
+    base = AudioEncoderConfig(pretrained=False, hidden=768, layers=12, heads=12, ffn=3072)  # wav2vec2-base
     from models.audio import random_wav2vec2_config
     b = random_wav2vec2_config(base)
     assert (b.hidden_size, b.num_hidden_layers, b.num_attention_heads, b.intermediate_size) == (768, 12, 12, 3072)

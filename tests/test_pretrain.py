@@ -14,7 +14,7 @@ from pipeline_project import pretrain_shards, write_index
 
 from train.checkpoint import load_resumable, save_atomic
 from preprocess.settings import from_dict
-from train.pretrain_config import LearningRates, PretrainConfig, load_params
+from train.pretrain_config import LearningRates, PretrainConfig, load_configs
 from train.pretrain import guard_step, lr_at, make_optimizer, module_of, spread, update_stopping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +132,7 @@ def test_per_module_groups_and_the_collapse_guard():
 
 
 def test_params_are_typed_and_strict(tmp_path, w2v):
-    model, cfg = load_params(write_params(tmp_path / "p.yaml", w2v))
+    model, cfg = load_configs(write_params(tmp_path / "p.yaml", w2v))
     assert model.video.trunk_widths == (8, 16, 16, 32) and cfg.data.window == 50 and cfg.data.augment.crop == 88
     assert cfg.lr == LearningRates() and cfg.data.min_frames == 50
     with pytest.raises(ValueError, match="unknown"):

@@ -93,7 +93,7 @@ def test_level_0_is_the_clean_path_and_corruptions_change_the_crops(stage):
     from preprocess.corrupt import Corruption, RobustnessParams
     from preprocess.corrupted_crops import load_geometry
     from preprocess.shardformat import read_sample
-    from train.robustness import eval_videos, video_crops
+    from train.robustness import corrupted_piece_crops, eval_videos
 
     params = RobustnessParams(**TINY)
     with project_env(stage):
@@ -103,23 +103,23 @@ def test_level_0_is_the_clean_path_and_corruptions_change_the_crops(stage):
         manifest = pd.read_parquet(stage / "data" / "shards" / v.corpus / "manifest.parquet")
         packed = [read_sample(stage / "data" / "shards" / v.corpus / r.shard, r.key)["video.npy"]
                   for r in manifest[manifest["video_id"] == v.video_id].sort_values("segment").itertuples()]
-        clean = video_crops(video, npz, v.pieces, Corruption("blur", 0), params, v.video_id)
+        clean = corrupted_piece_crops(video, npz, v.pieces, Corruption("blur", 0), params, v.video_id)
         assert len(clean) == len(packed)
         for ours, theirs in zip(clean, packed):
             assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
         for c in params.corruptions():
-            bad = video_crops(video, npz, v.pieces, c, params, v.video_id)
+            bad = corrupted_piece_crops(video, npz, v.pieces, c, params, v.video_id)
             assert all(b.shape == p.shape for b, p in zip(bad, clean))
             assert any(not np.array_equal(b, p) for b, p in zip(bad, clean)), c
-        again = video_crops(video, npz, v.pieces, Corruption("compression", 2), params, v.video_id)
+        again = corrupted_piece_crops(video, npz, v.pieces, Corruption("compression", 2), params, v.video_id)
         assert all(np.array_equal(a, b) for a, b in
-                   zip(again, video_crops(video, npz, v.pieces, Corruption("compression", 2), params, v.video_id)))
+                   zip(again, corrupted_piece_crops(video, npz, v.pieces, Corruption("compression", 2), params, v.video_id)))
 
 
 def test_keep_crops_stores_the_corrupted_crops_it_scored(stage, tmp_path):
     from preprocess.corrupt import Corruption, RobustnessParams
     from preprocess.corrupted_crops import load_geometry
-    from train.robustness import eval_videos, score_all, video_crops
+    from train.robustness import corrupted_piece_crops, eval_videos, score_all
     from train.scoring import load_detector
 
     params = RobustnessParams(types=["jpeg"], levels={"jpeg": [3]}, keep_crops=True)
@@ -129,7 +129,7 @@ def test_keep_crops_stores_the_corrupted_crops_it_scored(stage, tmp_path):
         rows = score_all(det, videos, stage / "data" / "align", stage / "data" / "resample", params, "cpu", 8,
                          tmp_path, progress=False)
         v = videos.iloc[0]
-        expected = video_crops(stage / "data" / "resample" / v.corpus / "video" / f"{v.video_id}.mkv",
+        expected = corrupted_piece_crops(stage / "data" / "resample" / v.corpus / "video" / f"{v.video_id}.mkv",
                                load_geometry(stage / "data" / "align" / v.corpus / "aligned" / f"{v.video_id}.npz"),
                                v.pieces,
                                Corruption("jpeg", 1), params, v.video_id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -38,12 +38,13 @@ class ClipSource:
 
 @dataclass(frozen=True)
 class ClipLoaderConfig:
-    clip: int = 25
-    clips_per_sample: int = 4
-    batch_size: int = 32
-    num_workers: int = 2
-    shuffle_buffer: int = 256
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """The loader's share of the finetune section (train/finetune.py fills every field: no second defaults)."""
+    clip: int
+    clips_per_sample: int
+    batch_size: int
+    num_workers: int
+    shuffle_buffer: int
+    augment: AugmentConfig
 
 
 @dataclass(frozen=True)

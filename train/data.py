@@ -38,11 +38,11 @@ class ShardInfo:
 @dataclass(frozen=True)
 class LoaderConfig:
     window: int = 50            # frames per training clip (2 s at 25 fps)
-    batch_size: int = 32        # per rank
-    num_workers: int = 4        # loader processes per rank, kept alive across epochs
+    batch_size: int = 8         # per rank
+    num_workers: int = 1        # loader processes per rank, kept alive across epochs
     min_frames: int = 100       # shorter clips are not used (paper: "more than 100 continuous frames")
-    open_shards: int = 64       # shards each reader draws from at once (open: ~0.3 kB per clip of catalog)
-    shuffle_buffer: int = 256   # windows held per reader on top (a 50-frame 96x96 gray window + audio: 0.59 MB)
+    open_shards: int = 16       # shards each reader draws from at once (open: ~0.3 kB per clip of catalog)
+    shuffle_buffer: int = 1000  # windows held per reader on top (a 50-frame 96x96 gray window + audio: 0.59 MB)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

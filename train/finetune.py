@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import math
 import time
@@ -26,20 +25,13 @@ import torch
 from dvclive import Live
 
 from models.detector import Detector, DetectorConfig
+from preprocess.fileio import sha256_file
 from train.clips import ClipLoaderConfig, LabelledClips, plan_balance, clip_loader
 from train.distributed import DistInfo, all_reduce_mean, cleanup, init_from_env, wrap_ddp
 from train.finetune_config import FinetuneConfig, FinetuneSetup, load_setup
 from train.metrics import auc, choose_threshold, labels01
 from train.scoring import save_detector, save_untrained
 from train.videoscores import score_videos
-
-
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_detector(setup: FinetuneSetup) -> Detector:
@@ -166,8 +158,8 @@ def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir:
     train_entries = index_entries(index, "train")
     val_paths = [e["path"] for e in index_entries(index, "val")]
     excluded = tuple(ft.exclude_methods)
-    hashes = {"finetune_index_sha256": sha256_of(index) if Path(index).is_file() else None,
-              "pretrain_index_sha256": sha256_of(pretrain_index) if pretrain_index and Path(pretrain_index).is_file()
+    hashes = {"finetune_index_sha256": sha256_file(index) if Path(index).is_file() else None,
+              "pretrain_index_sha256": sha256_file(pretrain_index) if pretrain_index and Path(pretrain_index).is_file()
               else None}
     meta = {"params_hash": setup.hash(), "config": setup.resolved(), **hashes}
     plan = plan_balance(train_entries, index_entries(pretrain_index, "train") if pretrain_index else [],

@@ -24,7 +24,7 @@ from models.avclip import AVContrastiveModel
 from models.loss import InfoNCELoss
 from preprocess.fileio import sha256_file
 from train.checkpoint import load_resumable, save_atomic
-from train.pretrain_config import PretrainConfig, config_hash, load_params, resolved_dict
+from train.pretrain_config import PretrainConfig, config_hash, load_configs, resolved_dict
 from train.data import eval_windows, read_index, train_loader
 from train.distributed import DistInfo, all_reduce_mean, cleanup, init_from_env, wrap_ddp
 from train.retrieval import a2v_topk, embed_windows
@@ -199,7 +199,7 @@ def export_encoder(path: Path, model: AVContrastiveModel, state: dict) -> None:
 
 def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
     info = init_from_env()
-    model_cfg, cfg = load_params(params)
+    model_cfg, cfg = load_configs(params)
     params_hash = config_hash(model_cfg, cfg)
     index_sha = sha256_file(Path(index))
     train_shards, val_shards = read_index(index, "train"), read_index(index, "val")

@@ -3,13 +3,12 @@ and the hash of the resolved configs identifies a training run."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 
 from models.avclip import AVModelConfig
-from preprocess.settings import load_yaml, section
+from preprocess.settings import json_hash, load_yaml, section
 from train.data import LoaderConfig
 
 
@@ -25,9 +24,9 @@ class LearningRates:
 @dataclass(frozen=True)
 class PretrainConfig:
     seed: int = 0
-    epochs: int = 100                 # upper bound; early stopping usually ends the run
+    epochs: int = 30                  # upper bound; early stopping usually ends the run
     lr: LearningRates = field(default_factory=LearningRates)
-    warmup_steps: int = 200           # linear warm-up from 0 over the first optimizer steps
+    warmup_steps: int = 10            # linear warm-up from 0 over the first optimizer steps
     lr_decay: float = 0.9             # then x lr_decay per epoch (paper 4.1) ...
     min_lr: float = 1e-6              # ... down to this video rate (1/100 of the peak, as in the paper); other
                                       # modules floor at the same fraction of their peak
@@ -37,7 +36,7 @@ class PretrainConfig:
     patience: int = 3                 # stop after this many epochs without a lower training loss
     bf16: bool = True                 # autocast on GPU (ignored on CPU)
     max_steps_per_epoch: int | None = None  # cap for smoke runs; null: the whole corpus each epoch
-    log_every: int = 50               # steps between progress lines on stdout (the first is always printed)
+    log_every: int = 5                # steps between progress lines on stdout (the first is always printed)
     eval_every: int = 1               # epochs between val retrievals (and always after the last epoch)
     val_max_samples: int = 1000       # audio-to-video retrieval gallery size on the val split
     val_window_starts: tuple = ("centre",)  # windows per val clip: "centre" or frame offsets
@@ -57,10 +56,9 @@ def resolved_dict(model: AVModelConfig, pretrain: PretrainConfig) -> dict:
 
 
 def config_hash(model: AVModelConfig, pretrain: PretrainConfig) -> str:
-    blob = json.dumps(resolved_dict(model, pretrain), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return json_hash(resolved_dict(model, pretrain))
 
 
-def load_params(path: str | os.PathLike) -> tuple[AVModelConfig, PretrainConfig]:
+def load_configs(path: str | os.PathLike) -> tuple[AVModelConfig, PretrainConfig]:
     params = load_yaml(path)
     return section(params, "model", AVModelConfig), section(params, "pretrain", PretrainConfig)

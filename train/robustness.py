@@ -44,6 +44,7 @@ from preprocess.corrupted_crops import load_geometry, render  # noqa: E402
 from preprocess.records import plain  # noqa: E402
 from preprocess.shardformat import crops_to_gray  # noqa: E402
 from preprocess.settings import load_yaml, section  # noqa: E402
+from train.evaluate import EvaluateParams  # noqa: E402  (its batch size and Table 3 columns)
 from train.metrics import labels01, summary  # noqa: E402
 from train.scoring import load_detector, untrained_reason, video_clip_logits, video_score  # noqa: E402
 
@@ -98,8 +99,8 @@ def select(videos: pd.DataFrame, per_corpus: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(picked, columns=videos.columns).sort_values(["corpus", "video_id"]).reset_index(drop=True)
 
 
-def video_crops(video: Path, geometry: tuple, pieces: list[int], corruption: Corruption, params: RobustnessParams,
-                video_id: str) -> list[np.ndarray]:
+def corrupted_piece_crops(video: Path, geometry: tuple, pieces: list[int], corruption: Corruption,
+                          params: RobustnessParams, video_id: str) -> list[np.ndarray]:
     """The corrupted mouth crops of each kept piece of one video, as the detector reads them (grayscale).
     `geometry`: load_geometry's (piece, frame, transforms, colour) of its align output, read once per video."""
     piece, frame, transforms, color = geometry
@@ -142,7 +143,7 @@ def score_all(detector, videos: pd.DataFrame, align: Path, resample: Path, param
                 rows.append(row)
                 continue
             try:
-                pieces = video_crops(video, geometry, list(v["pieces"]), c, params, v["video_id"])
+                pieces = corrupted_piece_crops(video, geometry, list(v["pieces"]), c, params, v["video_id"])
                 n, score = score_pieces(detector, pieces, device, batch_size)
             except (FFmpegError, CorruptionError, ValueError, OSError, av.error.FFmpegError) as exc:
                 # an unreadable or damaged file: a row with the reason, the other videos go on
@@ -306,10 +307,10 @@ def main(argv=None) -> None:
     try:
         all_params = load_yaml(a.params)
         params = section(all_params, "robustness", RobustnessParams)
-        ev = all_params.get("evaluate") or {}
+        ev = section(all_params, "evaluate", EvaluateParams)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         df, metrics = run(a.detector, Path(a.collect), Path(a.align), Path(a.resample), params,
-                          ev.get("datasets") or {}, int(ev.get("batch_size", 32)), Path(a.out), device)
+                          ev.datasets, ev.batch_size, Path(a.out), device)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     write_outputs(df, metrics, params, Path(a.out), Path(a.metrics), Path(a.plots), Path(a.png))

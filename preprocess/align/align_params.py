@@ -10,7 +10,7 @@ BACKENDS = ("fan", "dlib")
 
 @dataclass(frozen=True)
 class AlignParams:
-    backend: str = "fan"  # fan (face-alignment 2DFAN4, the paper's choice) | dlib (offline, CPU)
+    backend: str = "dlib"  # dlib (offline, CPU) | fan (face-alignment 2DFAN4, the paper's choice: params/paper.yaml)
     batch_size: int = 32  # frames per landmark batch (FAN runs them as one forward pass)
     fan_reference_scale: float = 165.0  # FAN crop size rule for the tracker's boxes (RetinaFace: 165)
     fan_min_score: float = 0.2  # mean heatmap peak below this: the frame's landmarks count as missing

@@ -18,7 +18,7 @@ from preprocess.align.align_params import AlignParams
 from preprocess.fileio import prune_outputs
 from preprocess.records import OK, CorpusRef, StatusRecord, VideoTask
 from preprocess.resample import stage as resample_stage
-from preprocess.settings import section, stable_hash
+from preprocess.settings import json_hash, section
 from preprocess.track import stage as track_stage
 from preprocess.weights import weights_identity
 from preprocess.worker_models import load_once
@@ -38,9 +38,9 @@ def output_path(corpus: str, video_id: str) -> Path:
 def resolve_weights(stage_params: AlignParams, params: dict) -> Path | None:
     if stage_params.backend != "fan":
         return None
-    from preprocess.weights import FAN_FILE, FAN_URL, resolve_weights
+    from preprocess.weights import FAN_FILE, FAN_URL, WeightsParams, resolve_weights
 
-    return resolve_weights((params.get("weights") or {}).get("fan"), FAN_FILE, FAN_URL, "FAN landmark weights",
+    return resolve_weights(section(params, "weights", WeightsParams).fan, FAN_FILE, FAN_URL, "FAN landmark weights",
                            "fan", hint="; or set align.backend: dlib, which works offline")
 
 
@@ -71,7 +71,7 @@ def plan(corpus: CorpusRef, videos: list, stage_params: AlignParams, params: dic
     tasks = []
     for row, upstream in videos:
         video_id = row["video_id"]
-        fingerprint = stable_hash(VERSION, upstream.fingerprint, asdict(stage_params), weights_identity(weights))
+        fingerprint = json_hash((VERSION, upstream.fingerprint, asdict(stage_params), weights_identity(weights)))
         video, _ = resample_stage.output_paths(corpus.name, video_id)
         tasks.append(VideoTask(STAGE, corpus.name, video_id, fingerprint, {
             "boxes": str(track_stage.output_paths(corpus.name, video_id)[0]),

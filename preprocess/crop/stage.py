@@ -34,7 +34,7 @@ from preprocess.fileio import atomic_path, remove_leftover_tmp_files
 from preprocess.records import FAILED, OK, CorpusRef, StageFailure, StatusRecord, VideoTask, plain, write_record, \
     write_status_table
 from preprocess.resample import stage as resample_stage
-from preprocess.settings import section, stable_hash
+from preprocess.settings import json_hash, section
 
 STAGE = "crop"
 UPSTREAM = align_stage.STAGE
@@ -67,7 +67,7 @@ def plan(corpus: CorpusRef, videos: list, stage_params: CropParams, params: dict
         video_id = row["video_id"]
         fields = {k: plain(row.get(k)) for k in ROW_FIELDS}
         # crop's own params only pack (shard sizes): they change no sample, so they are not in the fingerprint
-        fingerprint = stable_hash(VERSION, upstream.fingerprint, corpus.name, fields, upstream_params)
+        fingerprint = json_hash((VERSION, upstream.fingerprint, corpus.name, fields, upstream_params))
         # An ok record is reused while its samples are somewhere: its per-video tar, or the current shards.
         rendered = rendered_path(corpus.name, video_id, fingerprint)
         held = packed.shard_paths(corpus.name, video_id, fingerprint)
@@ -84,7 +84,7 @@ def work(task: VideoTask) -> dict:
 
     def params_hash_of(align_params: dict) -> str:
         # every section that shaped the samples (fingerprints chain the same per video)
-        return stable_hash(align_stage.VERSION, VERSION, inp["upstream_params"], align_params)
+        return json_hash((align_stage.VERSION, VERSION, inp["upstream_params"], align_params))
 
     try:
         aligned = load_aligned(Path(inp["aligned"]), keys=("piece", "frame", "crop_transforms", "landmarks_crop"))

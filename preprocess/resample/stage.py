@@ -8,7 +8,7 @@ from preprocess import paths
 from preprocess.fileio import prune_outputs
 from preprocess.records import OK, SKIPPED, CorpusRef, StatusRecord, VideoTask
 from preprocess.resample.convert import ResampleParams, resample_video
-from preprocess.settings import section, stable_hash
+from preprocess.settings import json_hash, section
 
 STAGE = "resample"
 UPSTREAM = None  # reads the raw files of the source manifest
@@ -31,7 +31,7 @@ def plan(corpus: CorpusRef, videos: list, stage_params: ResampleParams, params: 
             settled.append(StatusRecord(corpus.name, row["video_id"], STAGE, SKIPPED,
                                         f"source file {row['relpath']} was missing at the last scan"))
             continue
-        fingerprint = stable_hash(VERSION, row["sha256"], asdict(stage_params))
+        fingerprint = json_hash((VERSION, row["sha256"], asdict(stage_params)))
         video_out, audio_out = output_paths(corpus.name, row["video_id"])
         outputs = [str(video_out)] + ([str(audio_out)] if row["has_audio"] else [])
         tasks.append(VideoTask(STAGE, corpus.name, row["video_id"], fingerprint,

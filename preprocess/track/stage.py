@@ -15,10 +15,10 @@ from preprocess import paths
 from preprocess.fileio import prune_outputs, write_parquet_atomic
 from preprocess.records import OK, CorpusRef, StatusRecord, VideoTask
 from preprocess.resample import stage as resample_stage
-from preprocess.settings import section, stable_hash
+from preprocess.settings import json_hash, section
 from preprocess.track.track_params import TrackParams
 from preprocess.worker_models import load_once
-from preprocess.weights import RETINAFACE_FILE, RETINAFACE_URL, resolve_weights, weights_identity
+from preprocess.weights import RETINAFACE_FILE, RETINAFACE_URL, WeightsParams, resolve_weights, weights_identity
 
 STAGE = "track"
 UPSTREAM = resample_stage.STAGE
@@ -44,13 +44,13 @@ def settings(params: dict, corpus: CorpusRef | None = None) -> TrackParams:
 def weight_files(params: dict, detector: str = "retinaface") -> dict:
     """Local weight files from the `weights` section; fails early, in plain words, when one is missing.
     dlib's detector needs none (its model is inside the dlib wheel)."""
-    configured = params.get("weights") or {}
-    files = {"retinaface": str(resolve_weights(configured.get("retinaface"), RETINAFACE_FILE, RETINAFACE_URL,
+    configured = section(params, "weights", WeightsParams)
+    files = {"retinaface": str(resolve_weights(configured.retinaface, RETINAFACE_FILE, RETINAFACE_URL,
                                                "RetinaFace weights", "retinaface",
                                                " (or set track.detector: dlib, which needs no download)"))
              if detector == "retinaface" else None}
     # SyncNet is optional: without it the weights-free audio-visual score decides.
-    syncnet = configured.get("syncnet")
+    syncnet = configured.syncnet
     files["syncnet"] = str(resolve_weights(syncnet, SYNCNET_FILE, None, "SyncNet weights", "syncnet")) \
         if syncnet else None
     return files
@@ -96,8 +96,8 @@ def plan(corpus: CorpusRef, videos: list, stage_params: TrackParams, params: dic
         video_id = row["video_id"]
         label = row.get("label") or corpus.label
         pretrain_real = corpus.role == "pretrain" and label == "real"  # the sync threshold applies to these
-        fingerprint = stable_hash(VERSION, upstream.fingerprint, asdict(stage_params), pretrain_real,
-                                  weights_identity(weights["retinaface"]), weights_identity(weights["syncnet"]))
+        fingerprint = json_hash((VERSION, upstream.fingerprint, asdict(stage_params), pretrain_real,
+                                weights_identity(weights["retinaface"]), weights_identity(weights["syncnet"])))
         video, audio = resample_stage.output_paths(corpus.name, video_id)
         tasks.append(VideoTask(STAGE, corpus.name, video_id, fingerprint, {
             "video": str(video), "audio": str(audio), "params": stage_params, "weights": weights,

@@ -34,7 +34,7 @@ STAGING = ".staging"
 COMPLETE = "COMPLETE"
 MANIFEST_COLUMNS = ["key", "shard", "split", "corpus", "video_id", "segment", "track_segment", "start_frame",
                     "end_frame", "label", "method", "n_frames", "seconds", "has_audio", "interpolated_fraction",
-                    "sync_method", "sync_offset", "sync_confidence", "speaker_ambiguous", "mouth_offset_mean",
+                    "outlier_frames", "sync_method", "sync_offset", "sync_confidence", "speaker_ambiguous", "mouth_offset_mean",
                     "mouth_offset_max", "mouth_width_median", "landmark_backend", "params_hash", "bytes"]
 
 
@@ -146,7 +146,7 @@ def _write_tables(corpus: str, folder: Path, rows: list, shards: list, maxcount:
                   fingerprints: dict) -> None:
     table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     table = table.astype({"segment": "int32", "track_segment": "int32", "start_frame": "int32",
-                          "end_frame": "int32", "n_frames": "int32", "bytes": "int64", "sync_offset": "Float64",
+                          "end_frame": "int32", "n_frames": "int32", "outlier_frames": "int32", "bytes": "int64", "sync_offset": "Float64",
                           "sync_confidence": "float64"})
     write_parquet_atomic(folder / "manifest.parquet", table)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.cluster import ClusterError
+from preprocess.fileio import NotWritable
 from pipeline.corpora import LABELS, ROLES
 from pipeline.stages import PER_CORPUS_STAGES
 
@@ -104,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import predict
 
             return predict.main(args)
-    # ClusterError: a scheduler unreachable, without workers or on other code: one line, no traceback
-    except (ValueError, KeyError, FileNotFoundError, ClusterError) as exc:
+    # ClusterError: a scheduler unreachable, without workers or on other code; NotWritable: a full disk, a
+    # read-only folder: one line, no traceback
+    except (ValueError, KeyError, FileNotFoundError, ClusterError, NotWritable) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.cluster import ClusterError
+from preprocess.fileio import NotWritable
 from pipeline.corpora import LABELS, ROLES
 from pipeline.stages import PER_CORPUS_STAGES
 
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--group-by", help="regex on the relative path whose group 1 is the speaker/identity")
     add.add_argument("--split-file", help="CSV with columns group,split (e.g. official splits) instead of fractions")
     add.add_argument("--labels", help="CSV with columns relpath,label[,method]: per-video labels overriding --label")
+    add.add_argument("--dataset", help="eval corpora with the same dataset (e.g. the reals and the fakes of "
+                                       "Celeb-DF) form one Table 3 column (default: a column per corpus)")
     corpus_sub.add_parser("list", help="registered corpora with video counts and hours")
     remove = corpus_sub.add_parser("remove", help="unregister a corpus and delete its source manifest")
     remove.add_argument("name")
@@ -111,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import predict
 
             return predict.main(args)
-    # ClusterError: a scheduler unreachable, without workers or on other code: one line, no traceback
-    except (ValueError, KeyError, FileNotFoundError, ClusterError) as exc:
+    # ClusterError: a scheduler unreachable, without workers or on other code; NotWritable: a full disk, a
+    # read-only folder: one line, no traceback
+    except (ValueError, KeyError, FileNotFoundError, ClusterError, NotWritable) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return 2
@@ -124,7 +128,8 @@ def _corpus(args) -> int:
 
     if args.action == "add":
         corpus, manifest = registry.add_corpus(args.name, args.raw_dir, args.pattern, args.role, args.label,
-                                               args.method, args.group_by, args.split_file, args.labels)
+                                               args.method, args.group_by, args.split_file, args.labels,
+                                               args.dataset)
         states = manifest.scan_state.value_counts().to_dict()
         print(f"corpus {corpus.name}: {len(manifest)} videos ({', '.join(f'{n} {s}' for s, n in states.items())}); "
               f"splits {manifest.split.value_counts().to_dict()}; "

@@ -54,7 +54,7 @@ class SlurmSettings:
 class ClusterSettings:
     kind: str = "local"            # local | slurm; a scheduler address overrides both
     scheduler: str | None = None   # address of a running scheduler (after --scheduler and $DASK_SCHEDULER_ADDRESS)
-    connect_timeout: float = 10.0  # s: an unreachable scheduler is an error after this (and dask's reconnect window)
+    connect_timeout: float = 3.0   # s: an unreachable scheduler is an error after this (and dask's reconnect window)
     worker_timeout: float = 120.0  # s: a scheduler with no worker is an error after this
     memory_limit: str = "auto"     # per local worker ("auto": the machine's memory / workers), e.g. 8GiB
     inprocess_below: int = 4       # local: fewer videos to do than this run in the stage process (0: never)
@@ -159,8 +159,11 @@ def connect(address, settings: ClusterSettings):
     try:
         client = Client(address, timeout=settings.connect_timeout)
     except (OSError, TimeoutError, ValueError) as exc:
-        raise ClusterError(f"cannot reach the dask scheduler at {name} within {settings.connect_timeout:g} s "
-                           f"(cluster.connect_timeout): {exc}. Is it running, and is the address right?") from None
+        # dask retries even a refused connection until the timeout (a scheduler may be starting): the timeout
+        # alone decides how soon a wrong address is said, so the message says where to set it
+        raise ClusterError(f"cannot reach the dask scheduler at {name} within {settings.connect_timeout:g} s: "
+                           f"{exc}. Is it running, and is the address right? If it is only slow to answer, raise "
+                           f"cluster.connect_timeout in params.yaml (seconds)") from None
     with client:
         try:
             client.wait_for_workers(1, timeout=settings.worker_timeout)

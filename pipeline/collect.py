@@ -6,7 +6,8 @@ Writes, under `data/collect/`:
   <role>.json     for each role (pretrain, finetune, eval): {"train": [...], "val": [...], "test": [...]},
                   each entry {path, sha256, samples, bytes, corpus, label, method} for one shard, in corpus
                   then shard order. This is the index train/data.py's `read_index(path, split)` reads.
-  summary.json    per role and corpus: label, method, samples per split; corpora not packed yet.
+  summary.json    per role and corpus: label, method, dataset (the Table 3 column of an eval corpus), samples
+                  per split; corpora not packed yet.
 Built from each corpus's small `data/crop/<corpus>/index.json`, so training stages depend on these small
 files (their hashes change whenever a shard does), never on the terabyte shard folders; a corpus removed
 from params.yaml drops out of them, and so out of training.
@@ -46,7 +47,8 @@ def collect(corpora=None) -> tuple[dict, dict]:
                      "labels": shard["labels"], "methods": shard["methods"]}
             roles[corpus.role].setdefault(shard["split"], []).append(entry)
             counts[shard["split"]] = counts.get(shard["split"], 0) + shard["samples"]
-        summary["roles"][corpus.role][name] = {"label": corpus.label, "method": corpus.method, "samples": counts}
+        summary["roles"][corpus.role][name] = {"label": corpus.label, "method": corpus.method,
+                                               "dataset": corpus.dataset, "samples": counts}
     return roles, summary
 
 

@@ -12,6 +12,7 @@ from preprocess.paths import project_path
 from preprocess.settings import from_dict, load_yaml
 
 CORPUS_NAME = re.compile(r"^(?!.*__)[a-z0-9][a-z0-9_-]*$")  # no "__": it separates the parts of sample keys
+DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+-]*$")  # a metrics key and part of a plot file name
 ROLES = ("pretrain", "finetune", "eval")
 LABELS = ("real", "fake")
 # Split fractions when a corpus names none: detection corpora need a test split, pretraining only val.
@@ -40,6 +41,7 @@ class Corpus:
     label: str
     method: str | None
     labels: str | None = None  # CSV relpath,label[,method]: per-video overrides of label and method
+    dataset: str | None = None  # eval corpora with the same dataset form one Table 3 column (corpus add --dataset)
     split: SplitSpec = field(default_factory=lambda: SplitSpec(0.0, 0.0))
 
     def raw_path(self) -> Path:

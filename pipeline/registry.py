@@ -14,6 +14,7 @@ from preprocess.fileio import write_bytes_atomic
 from pipeline.manifest import list_videos, read_manifest, scan_corpus, write_manifest
 from pipeline.corpora import (
     CORPUS_NAME,
+    DATASET_NAME,
     DEFAULT_SPLITS,
     LABELS,
     ROLES,
@@ -29,7 +30,7 @@ class RegistryError(ValueError):
 
 
 def validate(name: str, raw_dir: Path, pattern: str, role: str, label: str, method: str | None,
-             group_by: str | None) -> list[str]:
+             group_by: str | None, dataset: str | None = None) -> list[str]:
     """Check every argument; return the matching relative paths."""
     if not CORPUS_NAME.match(name):
         raise RegistryError(
@@ -42,6 +43,13 @@ def validate(name: str, raw_dir: Path, pattern: str, role: str, label: str, meth
         raise RegistryError(f"invalid label {label!r}: choose one of {', '.join(LABELS)}")
     if method and label != "fake":
         raise RegistryError("--method names a manipulation method, so it only goes with --label fake")
+    if dataset is not None:
+        if role != "eval":
+            raise RegistryError("--dataset groups eval corpora into one Table 3 column, so it only goes with "
+                                "--role eval")
+        if not DATASET_NAME.match(dataset):
+            raise RegistryError(f"invalid dataset name {dataset!r}: use letters, digits, spaces and '._+-', "
+                                "starting with a letter or digit (it names a metrics entry and a plot file)")
     if not raw_dir.exists():
         raise RegistryError(f"raw video folder {raw_dir} does not exist")
     if not raw_dir.is_dir():
@@ -79,10 +87,11 @@ def _save_params_doc(doc: CommentedMap) -> None:
 def add_corpus(name: str, raw_dir: str, pattern: str | None = None, role: str | None = None,
                label: str | None = None, method: str | None = None,
                group_by: str | None = None, split_file: str | None = None,
-               labels: str | None = None) -> tuple[Corpus, pd.DataFrame]:
+               labels: str | None = None, dataset: str | None = None) -> tuple[Corpus, pd.DataFrame]:
     """Register a corpus, or rescan a registered one, and write its source manifest.
 
     Options left as None keep the registered value on a rescan (or take the default for a new corpus).
+    `dataset`: the Table 3 column of an eval corpus (eval corpora with the same one form one column).
     """
     doc = _load_params_doc()
     corpora = doc.setdefault("corpora", CommentedMap())
@@ -96,6 +105,8 @@ def add_corpus(name: str, raw_dir: str, pattern: str | None = None, role: str | 
     entry.update(raw_dir=raw_dir, pattern=pattern or entry.get("pattern", "**/*.mp4"), role=role,
                  label=label or entry.get("label", "real"), method=method or entry.get("method"),
                  labels=labels or entry.get("labels"))
+    if dataset or entry.get("dataset") is not None:  # a corpus registered without one gets no `dataset:` key
+        entry["dataset"] = dataset or entry.get("dataset")
     split = entry.get("split") or CommentedMap()
     for key, value in {**DEFAULT_SPLITS[role], "seed": 0}.items():
         split.setdefault(key, value)
@@ -103,7 +114,8 @@ def add_corpus(name: str, raw_dir: str, pattern: str | None = None, role: str | 
     split["file"] = split_file or split.get("file")
     entry["split"] = split
     corpus = corpus_from_dict(name, entry)
-    validate(name, corpus.raw_path(), corpus.pattern, corpus.role, corpus.label, corpus.method, corpus.split.group_by)
+    validate(name, corpus.raw_path(), corpus.pattern, corpus.role, corpus.label, corpus.method, corpus.split.group_by,
+             corpus.dataset)
     for what, path in (("split file", corpus.split.file), ("labels file", corpus.labels)):
         if path and not project_path(path).is_file():
             raise RegistryError(f"{what} {path} does not exist")

@@ -3,7 +3,9 @@ skipping finished videos and recording every outcome.
 
 A video is finished when its status record exists with the same fingerprint (inputs + params). Work
 functions raise StageFailure for expected, deterministic failures; the wrapper turns those, and any
-unexpected error, into status rows, so dask never retries them and one bad video never stops the rest.
+unexpected error, into status rows, so dask never retries them and one bad video never stops the rest. A
+folder that cannot be written (preprocess/fileio.py: NotWritable, a full disk) stops the stage instead: no
+record is written for the video it hit, so the next run does it again.
 
 Safe on a shared scheduler: task keys carry a hash of the project root and the tasks' fingerprints plus a
 per-run nonce, so runs never pick up each other's results; every task carries its project root and the
@@ -27,7 +29,7 @@ from tqdm import tqdm
 from pipeline.cluster import ClusterError
 from pipeline.codeversion import code_version
 from preprocess import paths
-from preprocess.fileio import prune_outputs, remove_leftover_tmp_files
+from preprocess.fileio import NotWritable, prune_outputs, remove_leftover_tmp_files, writing_into
 from preprocess.records import (FAILED, OK, StageFailure, StatusRecord, VideoTask, read_record, record_path, write_record,
                                 write_status_table)
 from preprocess.settings import json_hash
@@ -68,9 +70,11 @@ def _run_work(work: WorkFn, task: VideoTask) -> StatusRecord:
         status, reason = OK, details.pop("note", "")  # an ok video may still carry a remark
     except StageFailure as exc:
         status, reason, details = exc.status, exc.reason, exc.details
+    except NotWritable:
+        raise  # the folder's fault, not the video's: the stage stops, no record, the video is redone next run
     except Exception as exc:  # a bug or an unforeseen input: still a row, with enough to report it
         status, reason = FAILED, f"unexpected error: {type(exc).__name__}: {exc}"
-        # may be passing (disk full, network filesystem): unlike a StageFailure, tried again next run
+        # may be passing (a network filesystem hiccup): unlike a StageFailure, tried again next run
         details = {"traceback": traceback.format_exc(limit=5), "retry": True}
     record = StatusRecord(task.corpus, task.video_id, task.stage, status, reason, task.fingerprint,
                           round(time.perf_counter() - start, 3), details)
@@ -150,14 +154,15 @@ def _claim_start(task: VideoTask) -> Path | None:
     that is merely rerun (its result was lost with a worker that died later) is never refused. O_EXCL
     makes each claim atomic."""
     folder = _claims_dir(task.stage, task.corpus)
-    folder.mkdir(parents=True, exist_ok=True)
-    for n in range(STARTS_PER_RUN):
-        claim = folder / f"{task.video_id}.{task.run}.{n}"
-        try:
-            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            return claim
-        except FileExistsError:
-            continue
+    with writing_into(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in range(STARTS_PER_RUN):
+            claim = folder / f"{task.video_id}.{task.run}.{n}"
+            try:
+                os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                return claim
+            except FileExistsError:
+                continue
     return None
 
 
@@ -216,8 +221,9 @@ def _stream(client: Client, work: WorkFn, tasks: list[VideoTask], window: int, a
         task = by_key.pop(future.key)
         try:
             outcome = future.result()
-        except ClusterError:
-            raise  # a worker on other code: stop, the remaining futures are released with the generator
+        except (ClusterError, NotWritable):
+            raise  # a worker on other code, a folder that cannot be written: stop (the remaining futures are
+            # released with the generator)
         except Exception as exc:  # KilledWorker: the process died (a decoder crash, out of memory)
             outcome = exc
         future.release()

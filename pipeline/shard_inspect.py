@@ -130,6 +130,7 @@ def summary(corpora: list[str]) -> dict:
                     "labels": _counts(rows.label), "methods": _counts(rows.method),
                     "interpolated_fraction": round(float(np.average(rows.interpolated_fraction,
                                                                     weights=rows.n_frames)), 4),
+                    "outlier_frames": int(rows.outlier_frames.sum()),
                     "sync_confidence_median": None if conf.isna().all() else round(float(conf.median()), 3),
                     "mouth_offset_mean": round(float(rows.mouth_offset_mean.mean()), 3),
                     "mouth_offset_max": round(float(rows.mouth_offset_max.max()), 3),
@@ -156,7 +157,8 @@ def render(result: dict) -> str:
             for split, s in info["splits"].items():
                 rows.append({"split": split, "samples": s["samples"], "videos": s["videos"], "shards": s["shards"],
                              "hours": s["hours"], "labels": _fmt(s["labels"]), "methods": _fmt(s["methods"]),
-                             "interp": s["interpolated_fraction"], "sync_conf": s["sync_confidence_median"],
+                             "interp": s["interpolated_fraction"], "outliers": s["outlier_frames"],
+                             "sync_conf": s["sync_confidence_median"],
                              "mouth_off": s["mouth_offset_mean"], "no_audio": s["without_audio"],
                              "landmarks": _fmt(s["landmark_backend"]),
                              **({"<min_frames": s["under_min_frames"]} if "under_min_frames" in s else {})})

@@ -5,9 +5,15 @@ so set-up needs pip alone.
 """
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import shutil
 import subprocess
+
+# ffmpeg prints the C library's message for a write that failed: a full or read-only disk is no fault of the
+# input, so it is raised as the OSError Python's own write would raise (fileio.writing_into names the folder)
+OUT_OF_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 class FFmpegError(RuntimeError):
@@ -39,11 +45,14 @@ def pinned_ffmpeg_exe() -> str:
 
 def run_ffmpeg(args: list[str], timeout: float | None = None, exe: str | None = None) -> str:
     """Run ffmpeg (`exe`, default ffmpeg_exe()) with `args` (no program name); return its stderr log.
-    Raise FFmpegError on failure."""
+    Raise FFmpegError on failure (OSError when it could not write for want of room: OUT_OF_ROOM)."""
     cmd = [exe or ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     log = proc.stderr.decode("utf-8", errors="replace")
     if proc.returncode != 0:
+        for code in OUT_OF_ROOM:
+            if os.strerror(code) in log:
+                raise OSError(code, f"{os.strerror(code)} (ffmpeg: {last_lines(log)})")
         raise FFmpegError(last_lines(log) or f"ffmpeg exited with code {proc.returncode}")
     return log
 

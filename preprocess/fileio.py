@@ -1,13 +1,52 @@
-"""File writes that survive a kill: write beside the target, flush to disk, then rename; and file hashes."""
+"""File writes that survive a kill: write beside the target, flush to disk, then rename; and file hashes.
+
+A folder that cannot take a write (a full disk, a quota, a read-only filesystem, no permission) is no fault of
+the video being processed: every write there would fail the same way. Writes through here raise NotWritable,
+one plain line naming the folder, and leave nothing behind but what was already whole; the stage stops, and a
+rerun once the cause is gone does what was left.
+"""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
 from pathlib import Path
 
 TMP_MARK = ".tmp-"
+# errno -> what it means for the folder; EACCES/EPERM only count for paths inside the folder (not an input)
+WRITE_FAULTS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is used up",
+                errno.EROFS: "the filesystem is read-only", errno.EACCES: "no permission to write there",
+                errno.EPERM: "no permission to write there"}
+
+
+class NotWritable(RuntimeError):
+    """A folder an output goes to cannot take it: the stage stops with this message (one line, no traceback)."""
+
+
+def not_writable(exc: OSError, folder: Path) -> NotWritable | None:
+    """The NotWritable that an OSError raised while writing into `folder` means; None for any other error."""
+    folder = Path(folder)
+    if exc.errno not in WRITE_FAULTS:
+        return None
+    if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename is not None \
+            and folder.resolve() not in [Path(exc.filename).resolve(), *Path(exc.filename).resolve().parents]:
+        return None  # an input it could not read
+    return NotWritable(f"cannot write to {folder}: {WRITE_FAULTS[exc.errno]}. Free some space or make the folder "
+                       f"writable, then run the stage again: it goes on from where it stopped")
+
+
+@contextlib.contextmanager
+def writing_into(folder: Path):
+    """Turn a write fault (WRITE_FAULTS) inside the block into NotWritable naming `folder`."""
+    try:
+        yield
+    except OSError as exc:
+        fault = not_writable(exc, folder)
+        if fault is None:
+            raise
+        raise fault from None
 
 
 def tmp_path_for(path: Path) -> Path:
@@ -17,20 +56,24 @@ def tmp_path_for(path: Path) -> Path:
 
 @contextlib.contextmanager
 def scratch_path(beside: Path):
-    """Yield a temporary path next to `beside` that is always removed afterwards."""
+    """Yield a temporary path next to `beside` that is always removed afterwards. It is created empty first, so
+    a folder that cannot take files says so (NotWritable) before any work is spent on them."""
     beside = Path(beside)
-    beside.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path_for(beside)
-    try:
-        yield tmp
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with writing_into(beside.parent):
+        try:
+            beside.parent.mkdir(parents=True, exist_ok=True)
+            tmp.touch()
+            yield tmp
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path):
-    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed."""
+    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed (and a write
+    fault is NotWritable)."""
     with scratch_path(path) as tmp:
         yield tmp
         replace_durably(tmp, path)
@@ -60,10 +103,11 @@ def remove_leftover_tmp_files(folder: Path) -> int:
     if not folder.exists():
         return 0
     removed = 0
-    for leftover in folder.rglob(f"{TMP_MARK}*"):
-        if leftover.is_file():
-            leftover.unlink()
-            removed += 1
+    with writing_into(folder):
+        for leftover in folder.rglob(f"{TMP_MARK}*"):
+            if leftover.is_file():
+                leftover.unlink()
+                removed += 1
     return removed
 
 
@@ -88,6 +132,7 @@ def prune_outputs(folders, keep: set[str]) -> None:
     a stage's outputs exist for exactly the videos it passed on."""
     for folder in folders:
         if folder.exists():
-            for path in folder.iterdir():
-                if path.is_file() and path.stem not in keep:
-                    path.unlink()
+            with writing_into(folder):
+                for path in folder.iterdir():
+                    if path.is_file() and path.stem not in keep:
+                        path.unlink()

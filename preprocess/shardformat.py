@@ -8,6 +8,7 @@ to a temporary file beside it and renamed when complete; an identical existing s
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from preprocess.contract import SAMPLE_FIELDS, SAMPLES_PER_FRAME
-from preprocess.fileio import replace_durably, sha256_file, tmp_path_for
+from preprocess.fileio import replace_durably, sha256_file, tmp_path_for, writing_into
 
 BLOCK = 512
 
@@ -126,14 +127,16 @@ class ShardWriter:
         self._count, self._size = 0, 2 * BLOCK
 
     def write(self, members: list) -> str:
-        """Add one sample's members; returns the name of the shard it went into."""
+        """Add one sample's members; returns the name of the shard it went into. A full or unwritable folder:
+        NotWritable (call abort: the shard being written is removed)."""
         size = sample_size(members)
-        if self._tar is not None and (self._count >= self.maxcount or self._size + size > self.maxsize):
-            self._close()
-        if self._tar is None:
-            self._open()
-        for name, data in members:
-            self._tar.addfile(tar_header(name, len(data)), io.BytesIO(data))
+        with writing_into(self.folder):
+            if self._tar is not None and (self._count >= self.maxcount or self._size + size > self.maxsize):
+                self._close()
+            if self._tar is None:
+                self._open()
+            for name, data in members:
+                self._tar.addfile(tar_header(name, len(data)), io.BytesIO(data))
         self._count += 1
         self._size += size
         return self._name(len(self.shards))
@@ -152,12 +155,14 @@ class ShardWriter:
 
     def close(self) -> list[WrittenShard]:
         if self._tar is not None:
-            self._close()
+            with writing_into(self.folder):
+                self._close()
         return self.shards
 
     def abort(self) -> None:
         if self._tar is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # closing flushes: on a full disk that fails again
+                self._file.close()
             self._tmp.unlink(missing_ok=True)
             self._tar = None
 

@@ -8,7 +8,8 @@ Scores the test split of the finetune corpora (Table 1, in-domain) and of the ev
 cross-dataset): per video the mean clip logit over the non-overlapping 25-frame clips of all its kept
 segments. Every video of those corpora' test splits gets a row; one that reached no shard carries the reason
 its crop-stage status row gives (that row names the earlier stage that dropped it). Metrics per group,
-corpus, method and dataset (`evaluate.datasets`): AUC, accuracy at probability 0.5 and at the threshold
+corpus, method and dataset (Table 3's columns: `evaluate.datasets`, or the eval corpora grouped by their
+`corpus add --dataset`): AUC, accuracy at probability 0.5 and at the threshold
 chosen on val during fine-tuning, and how many videos were scored out of how many.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from preprocess.settings import load_yaml, section
+from train.datasets import auc_note, eval_datasets, table3_columns
 from train.distributed import cleanup, init_from_env
 from train.metrics import labels01, roc_points, summary
 from train.scoring import load_detector, untrained_reason
@@ -111,16 +113,18 @@ def group_metrics(df: pd.DataFrame, threshold: float | None) -> dict:
     return out
 
 
-def dataset_metrics(df: pd.DataFrame, datasets: dict, eval_corpora: list[str], threshold: float | None) -> dict:
+def dataset_metrics(df: pd.DataFrame, datasets: dict, eval_corpora: dict, threshold: float | None) -> dict:
     """Table 3 columns: each dataset is a list of corpora (its reals and fakes; e.g. FaceShifter's fakes with
-    the FF++ originals of the test split); none given: one column per eval corpus."""
-    datasets = datasets or {c: [c] for c in eval_corpora}
+    the FF++ originals of the test split); none given: the eval corpora ({name: registered dataset}) grouped by
+    dataset (train/datasets.py). A column without both classes says why it has no AUC (auc_note)."""
+    datasets = table3_columns(datasets, eval_corpora)
     out = {}
     for name, corpora in datasets.items():
         part = df[df["corpus"].isin(list(corpora)) & (df["split"] == "test")]
+        figures = metrics_of(part, threshold)
         out[str(name)] = {"corpora": list(corpora), "videos": {"total": int(len(part)),
                                                              "scored": int((part["status"] == "scored").sum())},
-                          **metrics_of(part, threshold)}
+                          **figures, "auc_note": auc_note(figures["n_real"], figures["n_fake"])}
     return out
 
 
@@ -171,7 +175,7 @@ def evaluate(detector_path: str, collect: Path, manifests: Path, crop_status: Pa
                "videos": {"total": int(len(df)), "scored": int((df["status"] == "scored").sum())},
                "groups": {g: group_metrics(df[df["group"] == g], threshold) for g in groups}}
     if "eval" in groups:
-        metrics["cross_dataset"] = dataset_metrics(df, datasets, role_corpora(collect, "eval"), threshold)
+        metrics["cross_dataset"] = dataset_metrics(df, datasets, eval_datasets(collect), threshold)
     return df, metrics
 
 

@@ -5,8 +5,9 @@
 
 Table 1: video-level ACC and AUC on the test split of the finetune corpora. Table 2: AUC on each method left
 out of fine-tuning (one `lomo@METHOD` stage each) and their mean. Table 3: AUC per cross-dataset column
-(`evaluate.datasets`, or one per eval corpus) and their mean. Figures are percentages; "-" is undefined
-(a single class) and every table says how many videos it scored. Figure 4 (robustness stage): AUC per
+(`evaluate.datasets`, or the eval corpora grouped by `corpus add --dataset`, one per corpus without one) and
+their mean. Figures are percentages; "-" is undefined (a single class: Table 3 says which, and why) and every
+table says how many videos it scored. Figure 4 (robustness stage): AUC per
 corruption type and level, as a table.
 """
 from __future__ import annotations
@@ -89,6 +90,11 @@ def table2(lomo: dict[str, dict], methods: list[str]) -> list[str]:
                     "| " + " | ".join(cells) + f" | {pct(mean(aucs))} |", "", "; ".join(counts) + ".", ""]
 
 
+def classes(col: dict) -> str:
+    """The classes a Table 3 column without an AUC holds."""
+    return "real only" if col["n_real"] else "fake only" if col["n_fake"] else "no videos"
+
+
 def table3(ev: dict) -> list[str]:
     lines = ["## Table 3: cross-dataset (fine-tuned on the finetune corpora, AUC %)", ""]
     cols = ev.get("cross_dataset") or {}
@@ -98,11 +104,15 @@ def table3(ev: dict) -> list[str]:
         return lines + ["No corpus with role eval.", ""]
     names = list(cols)
     aucs = [cols[n]["auc"] for n in names]
+    # a column without both classes stays in the table, says which class it has, and why below
+    cells = [pct(cols[n]["auc"]) if cols[n]["auc"] is not None else f"- ({classes(cols[n])})" for n in names]
+    undefined = [n for n in names if cols[n]["auc"] is None]
+    avg = f" (mean of the {len(names) - len(undefined)} columns with an AUC)" if undefined else ""
     return lines + ["| " + " | ".join(names) + " | Avg |", "|" + "---|" * (len(names) + 1),
-                    "| " + " | ".join(pct(a) for a in aucs) + f" | {pct(mean(aucs))} |",
+                    "| " + " | ".join(cells) + f" | {pct(mean(aucs))} |",
                     "", "; ".join(f"{n}: {cols[n]['videos']['scored']} of {cols[n]['videos']['total']} videos "
-                                  f"scored ({cols[n]['n_real']} real, {cols[n]['n_fake']} fake)" for n in names) + ".",
-                    ""]
+                                  f"scored ({cols[n]['n_real']} real, {cols[n]['n_fake']} fake)" for n in names) + f"{avg}.",
+                    *[f"No AUC for {n}: {cols[n].get('auc_note') or 'a single class'}." for n in undefined], ""]
 
 
 def robustness(rb: dict | None) -> list[str]:

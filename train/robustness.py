@@ -10,8 +10,8 @@ every level, plus level 0: the mouth crops are rendered again from the resampled
 applied to the full frames, warped by the align stage's transforms of the CLEAN frames (landmarks are not
 recomputed on corrupted frames, as in the paper's protocol; preprocess/corrupted_crops.py), and scored exactly
 as the evaluate stage scores (train/scoring.py: non-overlapping 25-frame clips per piece, video score = mean
-clip logit). AUC (scikit-learn) per type and level over all selected videos, per corpus, and per
-`evaluate.datasets` column when it names any.
+clip logit). AUC (scikit-learn) per type and level over all selected videos, per corpus, and per Table 3
+column (`evaluate.datasets`, or the eval corpora grouped by their `corpus add --dataset`: train/datasets.py).
 
 One stage with a loop, not a `foreach` over type x level: the clean render (level 0) is shared by every type,
 all results go into one metrics file and one figure, and DVC reruns the stage when the detector, the eval
@@ -44,6 +44,7 @@ from preprocess.corrupted_crops import load_geometry, render  # noqa: E402
 from preprocess.records import plain  # noqa: E402
 from preprocess.shardformat import crops_to_gray  # noqa: E402
 from preprocess.settings import load_yaml, section  # noqa: E402
+from train.datasets import eval_datasets, table3_columns  # noqa: E402
 from train.evaluate import EvaluateParams  # noqa: E402  (its batch size and Table 3 columns)
 from train.metrics import labels01, summary  # noqa: E402
 from train.scoring import load_detector, untrained_reason, video_clip_logits, video_score  # noqa: E402
@@ -180,7 +181,7 @@ def _table(df: pd.DataFrame, datasets: dict, threshold: float | None) -> dict:
 
 def metrics_of(df: pd.DataFrame, params: RobustnessParams, datasets: dict, threshold: float | None) -> dict:
     """{clean: table, corruptions: {type: {level: {parameter, table}}}}; a table gives AUC and accuracy over
-    all selected videos, per corpus and per `evaluate.datasets` column."""
+    all selected videos, per corpus and per Table 3 column."""
     clean = df[df["type"] == CLEAN]
     out = {"clean": _table(clean, datasets, threshold), "corruptions": {}}
     for t in params.types:
@@ -310,7 +311,8 @@ def main(argv=None) -> None:
         ev = section(all_params, "evaluate", EvaluateParams)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         df, metrics = run(a.detector, Path(a.collect), Path(a.align), Path(a.resample), params,
-                          ev.datasets, ev.batch_size, Path(a.out), device)
+                          table3_columns(ev.datasets, eval_datasets(Path(a.collect))),
+                          ev.batch_size, Path(a.out), device)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     write_outputs(df, metrics, params, Path(a.out), Path(a.metrics), Path(a.plots), Path(a.png))

@@ -15,6 +15,8 @@ class AlignParams:
     fan_reference_scale: float = 165.0  # FAN crop size rule for the tracker's boxes (RetinaFace: 165)
     fan_min_score: float = 0.2  # mean heatmap peak below this: the frame's landmarks count as missing
     dlib_refine: bool = True  # rerun dlib on a box made from its own first landmarks (detector-agnostic)
+    max_jump: float = 0.4  # landmarks further than this many mouth widths off the trajectory of the frames
+    # around them (smoothing.landmark_jumps) count as missing; 0: keep every plausible frame
     max_gap: int = 12  # missing-landmark runs up to this many frames are interpolated, longer ones split
     min_frames: int = 25  # pieces shorter than this after splitting are dropped (one 1-s clip)
     smooth_window: int = 6  # centred moving average over +-this many frames before estimating transforms
@@ -29,5 +31,7 @@ class AlignParams:
             raise ValueError(f"align.smoothing {self.smoothing!r} is not one of {', '.join(SMOOTHING)}")
         if self.follow_speed < 0:
             raise ValueError("align.follow_speed must be >= 0")
+        if self.max_jump < 0:
+            raise ValueError("align.max_jump must be >= 0 (0: no outlier test)")
         if self.max_gap < 0 or self.smooth_window < 0 or self.min_frames < 1:
             raise ValueError("align.max_gap and align.smooth_window must be >= 0, align.min_frames >= 1")

@@ -15,7 +15,8 @@ bytes; written atomically), arrays concatenated over the kept pieces:
   landmarks (T, 68, 2) float32 (frame pixels; interpolated where missing), scores (T, 68) float32 (NaN: none)
   transforms (T, 2, 3) float64 frame -> canonical 256x256 face
   crop_transforms (T, 2, 3) float64 frame -> 96x96 mouth crop (transforms moved so the mouth lands centred)
-  interpolated (T,) bool;  boxes (T, 4) float32;  meta: JSON text (pieces with their track fields, QC)
+  interpolated (T,) bool (missing or outlying landmarks);  boxes (T, 4) float32;  meta: JSON text (pieces with
+  their track fields, QC, outlier_frames)
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from preprocess.records import SKIPPED, StageFailure, plain
 from preprocess.align import geometry, mouth
 from preprocess.align.align_params import AlignParams
 from preprocess.align.npz import save_npz
-from preprocess.align.smoothing import interpolate, smooth_landmarks, split_pieces
+from preprocess.align.smoothing import interpolate, landmark_outliers, smooth_landmarks, split_pieces
 from preprocess.media import iter_frame_batches
 
 BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
@@ -120,6 +121,7 @@ def align_video(video: Path, boxes: pd.DataFrame, tracks: pd.DataFrame, params: 
     total = len(arrays["frame"])
     details = {"n_segments": len(parts), "n_frames": total, "backend": landmarker.name,
                "interpolated_fraction": round(float(arrays["interpolated"].mean()), 6),
+               "outlier_frames": sum(m["outlier_frames"] for m in pieces_meta),
                "frames_dropped_gap": int(dropped_gap), "frames_dropped_short": int(dropped_short),
                "mouth_offset_max": max(m["mouth_offset_max"] for m in pieces_meta)}
     meta = {"backend": landmarker.name, "color": params.color, "params": asdict(params), "pieces": pieces_meta}
@@ -140,7 +142,9 @@ def _align_pieces(boxes: pd.DataFrame, tracks: pd.DataFrame, params: AlignParams
     dropped_short = dropped_gap = 0
     for segment, rows in boxes.groupby("segment", sort=True):
         idx = rows.index.to_numpy()
-        seg_valid = valid[idx]
+        # a frame whose landmarks jump off the segment's trajectory is treated like a missing one
+        outlier = landmark_outliers(landmarks[idx], valid[idx], params.smooth_window, params.max_jump)
+        seg_valid = valid[idx] & ~outlier
         pieces = split_pieces(seg_valid, params.max_gap)
         kept_frames = sum(e - s for s, e in pieces)
         dropped_gap += len(idx) - kept_frames
@@ -160,7 +164,8 @@ def _align_pieces(boxes: pd.DataFrame, tracks: pd.DataFrame, params: AlignParams
             piece = len(pieces_meta)
             meta = {"segment": piece, "track_segment": int(segment), "start_frame": int(frames[0]),
                     "end_frame": int(frames[-1]) + 1, "n_frames": int(e - s),
-                    "interpolated_fraction": round(float((~ok).mean()), 6), **mouth.qc(lm_crop)}
+                    "interpolated_fraction": round(float((~ok).mean()), 6),
+                    "outlier_frames": int(outlier[s:e].sum()), **mouth.qc(lm_crop)}
             meta.update({key: plain(info.get(key)) for key in TRACK_FIELDS})
             pieces_meta.append(meta)
             parts.append({

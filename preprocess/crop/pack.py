@@ -10,8 +10,9 @@ fsynced before its rename), and a
 COMPLETE marker is written. Commit: the indexes are removed (no index ever names a half-replaced set), staged
 shards replace the current ones (an identical one is left untouched), stale shards go, then the manifest,
 packed.json and the indexes; only then are the per-video tars and the staging folder deleted. A kill before the
-marker leaves the old shards and every per-video tar (the next run packs again); a kill after it is rolled
-forward by the next run (`commit` is idempotent).
+marker leaves the old shards and every per-video tar (the next run packs again; a failure such as a full disk
+removes the unfinished staging folder at once); a kill or failure after it is rolled forward by the next run
+(`commit` is idempotent).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import pandas as pd
 from preprocess import paths
 from preprocess.contract import split_order
 from preprocess.crop.samples import manifest_row, read_video_tar
-from preprocess.fileio import sha256_file, write_bytes_atomic, write_parquet_atomic
+from preprocess.fileio import sha256_file, write_bytes_atomic, write_parquet_atomic, writing_into
 from preprocess.shardformat import ShardWriter, read_ref, scan_shard
 
 STAGE = "crop"
@@ -34,7 +35,7 @@ STAGING = ".staging"
 COMPLETE = "COMPLETE"
 MANIFEST_COLUMNS = ["key", "shard", "split", "corpus", "video_id", "segment", "track_segment", "start_frame",
                     "end_frame", "label", "method", "n_frames", "seconds", "has_audio", "interpolated_fraction",
-                    "sync_method", "sync_offset", "sync_confidence", "speaker_ambiguous", "mouth_offset_mean",
+                    "outlier_frames", "sync_method", "sync_offset", "sync_confidence", "speaker_ambiguous", "mouth_offset_mean",
                     "mouth_offset_max", "mouth_width_median", "landmark_backend", "params_hash", "bytes"]
 
 
@@ -106,29 +107,34 @@ def pack(corpus: str, videos: list[tuple[str, str, str]], maxcount: int, maxsize
     out = shard_dir(corpus)
     staging = out / STAGING
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    with writing_into(out):
+        staging.mkdir(parents=True)
     packed, shard_samples = read_packed(corpus), _ShardSamples(out)
     videos = sorted(videos, key=lambda v: (split_order(v[1]), v[0]))
     rows, shards, missing, fingerprints = [], [], [], {}
-    for split in sorted({v[1] for v in videos}, key=split_order):
-        writer = ShardWriter(staging, split, maxcount, maxsize)
-        try:
-            for video_id, _, fingerprint in (v for v in videos if v[1] == split):
-                samples = _samples(corpus, video_id, fingerprint, packed, shard_samples)
-                if samples is None:
-                    missing.append(video_id)
-                    continue
-                for _, members in samples:
-                    row = manifest_row(members)
-                    row["shard"] = writer.write(members)
-                    rows.append(row)
-                fingerprints[video_id] = fingerprint
-        except BaseException:
-            writer.abort()
-            raise
-        shards += writer.close()
-    _write_tables(corpus, staging, rows, shards, maxcount, maxsize, fingerprints)
-    write_bytes_atomic(staging / COMPLETE, b"")
+    try:
+        for split in sorted({v[1] for v in videos}, key=split_order):
+            writer = ShardWriter(staging, split, maxcount, maxsize)
+            try:
+                for video_id, _, fingerprint in (v for v in videos if v[1] == split):
+                    samples = _samples(corpus, video_id, fingerprint, packed, shard_samples)
+                    if samples is None:
+                        missing.append(video_id)
+                        continue
+                    for _, members in samples:
+                        row = manifest_row(members)
+                        row["shard"] = writer.write(members)
+                        rows.append(row)
+                    fingerprints[video_id] = fingerprint
+            except BaseException:
+                writer.abort()
+                raise
+            shards += writer.close()
+        _write_tables(corpus, staging, rows, shards, maxcount, maxsize, fingerprints)
+        write_bytes_atomic(staging / COMPLETE, b"")
+    except BaseException:  # e.g. the disk filled: no half-staged set is left (the sources are all still there)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     commit(corpus)
     return missing, len(rows), len(shards)
 
@@ -146,7 +152,7 @@ def _write_tables(corpus: str, folder: Path, rows: list, shards: list, maxcount:
                   fingerprints: dict) -> None:
     table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     table = table.astype({"segment": "int32", "track_segment": "int32", "start_frame": "int32",
-                          "end_frame": "int32", "n_frames": "int32", "bytes": "int64", "sync_offset": "Float64",
+                          "end_frame": "int32", "n_frames": "int32", "outlier_frames": "int32", "bytes": "int64", "sync_offset": "Float64",
                           "sync_confidence": "float64"})
     write_parquet_atomic(folder / "manifest.parquet", table)
 

@@ -49,7 +49,8 @@ def sample_meta(corpus: str, row: dict, piece: dict, meta: dict, has_audio: bool
         "sync_method": piece.get("sync_method"), "sync_offset": piece.get("sync_offset"),
         "sync_confidence": piece.get("sync_confidence"), "speaker_ambiguous": piece.get("speaker_ambiguous"),
         "audio_shift_frames": piece.get("audio_shift_frames"), "has_audio": has_audio,
-        "interpolated_fraction": piece["interpolated_fraction"], "landmark_backend": meta["backend"],
+        "interpolated_fraction": piece["interpolated_fraction"], "outlier_frames": piece["outlier_frames"],
+        "landmark_backend": meta["backend"],
         "color": meta["color"], "params_hash": params_hash,
         "qc": {k: piece[k] for k in ("mouth_offset_mean", "mouth_offset_max", "mouth_width_median")},
     }
@@ -60,7 +61,7 @@ def manifest_row(members: Members) -> dict:
     info = json.loads(next(data for name, data in members if name.endswith(".json")))
     return {"key": info["key"], "split": info["split"], "corpus": info["corpus"], "video_id": info["video_id"],
             **{k: info[k] for k in ("segment", "track_segment", "start_frame", "end_frame", "label", "method",
-                                    "n_frames", "has_audio", "interpolated_fraction", "sync_method",
+                                    "n_frames", "has_audio", "interpolated_fraction", "outlier_frames", "sync_method",
                                     "sync_offset", "sync_confidence", "speaker_ambiguous", "params_hash")},
             "seconds": info["n_frames"] / FPS, "landmark_backend": info["landmark_backend"], **info["qc"],
             "bytes": sum(len(d) for _, d in members)}

@@ -76,7 +76,7 @@ def main() -> None:
             for b in loader:
                 if step == a.steps:
                     break
-                set_lrs(opt, lr_at(0, step, run))
+                set_lrs(opt, lr_at(0, step, run, a.steps))
                 loss, _, _ = train_step(model, loss_fn, opt, b, run, torch.device("cpu"))
                 step += 1
             epoch += 1

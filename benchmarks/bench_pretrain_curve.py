@@ -92,7 +92,7 @@ def main() -> None:
         for batch in loader:
             if step == a.steps:
                 break
-            lrs = lr_at(0, step, cfg)
+            lrs = lr_at(0, step, cfg, a.steps)
             set_lrs(opt, lrs)
             loss, zv, za = train_step(model, loss_fn, opt, batch, cfg, device)
             sv, sa = spread(zv), spread(za)

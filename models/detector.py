@@ -36,7 +36,7 @@ class Detector(nn.Module):
         hidden = cfg.hidden or d
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(d, hidden), nn.GELU(),
                                   nn.Dropout(cfg.dropout), nn.Linear(hidden, 1))
-        self._frontend_frozen = False
+        self._frozen: list[nn.Module] = []  # modules kept fixed by freeze_frontend
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """video: (B, T, H, W) normalised grayscale -> (B,) logits."""
@@ -49,22 +49,22 @@ class Detector(nn.Module):
         """The 3D conv stem and the ResNet trunk: the local lip features kept from pretraining."""
         return [self.encoder.stem, self.encoder.trunk]
 
-    def freeze_frontend(self) -> None:
-        for module in self.frontend():
+    def freeze_frontend(self, trunk: bool = True) -> None:
+        """Freeze the stem, and the trunk too unless `trunk` is False (then it fine-tunes with the backend)."""
+        self._frozen = self.frontend() if trunk else [self.encoder.stem]
+        for module in self._frozen:
             for p in module.parameters():
                 p.requires_grad_(False)
-        self._frontend_frozen = True
         self.train(self.training)  # put the frozen BNs in eval mode now
 
     @property
     def frontend_frozen(self) -> bool:
-        return self._frontend_frozen
+        return len(self._frozen) == len(self.frontend())
 
     def train(self, mode: bool = True) -> Detector:
         super().train(mode)
-        if self._frontend_frozen:
-            for module in self.frontend():
-                module.eval()  # BN uses (and never updates) its running statistics
+        for module in self._frozen:
+            module.eval()  # BN uses (and never updates) its running statistics
         return self
 
     # --- per-layer learning rates ---------------------------------------------------------------------

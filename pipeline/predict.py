@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the CLI imports this module to build its parser: heavy impo
     from pipeline.video_crops import VideoCrops
 
 DEFAULT_DETECTOR = Path("artifacts/finetune/detector.pt")
+DEFAULT_ENCODER = Path("artifacts/pretrain/encoder.pt")
 EXIT_UNSCORED = 1  # some file could not be scored
 
 
@@ -31,6 +32,7 @@ class ScoredClip:
     frames: int
     logit: float
     probability: float
+    av_mismatch: float | None = None  # mean over the audio-visual windows covering this second; None: none
 
     @property
     def start_s(self) -> float:
@@ -48,6 +50,8 @@ class Prediction:
     failed_step: str = ""
     score: float | None = None  # mean clip logit
     probability: float | None = None  # sigmoid(score): the fake probability
+    av_mismatch: float | None = None  # the pretrained pair's zero-shot score (0 in sync, ~0.5 unrelated)
+    av_reason: str = ""  # why av_mismatch is None
     clips: list[ScoredClip] = field(default_factory=list)  # the timeline, in time order
     n_frames: int = 0
     face_tracks: int = 0
@@ -64,7 +68,9 @@ class Prediction:
         out["ok"] = self.ok
         out["duration_s"] = round(self.n_frames / FPS, 3)
         out["timeline"] = [{"start_s": c.start_s, "end_s": c.end_s, "frame": c.frame, "logit": round(c.logit, 5),
-                            "probability": round(c.probability, 5)} for c in self.clips]
+                            "probability": round(c.probability, 5),
+                            "av_mismatch": None if c.av_mismatch is None else round(c.av_mismatch, 5)}
+                           for c in self.clips]
         return out
 
 
@@ -115,6 +121,58 @@ def score_crops(crops: VideoCrops, detector, device: str = "cpu", batch_size: in
     return pred
 
 
+def add_av_mismatch(pred: Prediction, crops: VideoCrops, pair, device: str = "cpu") -> None:
+    """The pretrained pair's zero-shot audio-visual mismatch score of the video (train/av_mismatch.py, as the
+    av_mismatch stage computes it), and per second of the timeline the mean over the windows covering it.
+    `pair`: (model, its pretraining config, MismatchParams), or (None, reason, None) when there is none."""
+    import numpy as np
+
+    from train.av_mismatch import pair_view, segment_ranks
+
+    model, config, params = pair
+    if model is None:
+        pred.av_reason = config
+        return
+    if not pred.ok:
+        return
+    window, view = pair_view(config)
+    ranks, covering = [], {}
+    for seg in crops.segments:
+        if seg.audio is None:
+            continue
+        starts, seg_ranks = segment_ranks(model, crops_to_gray(seg.crops), seg.audio, window, view, params, device)
+        for start, r in zip(starts, seg_ranks):
+            if np.isfinite(r):
+                ranks.append(float(r))
+                first = int(seg.frames[start])
+                for clip in pred.clips:
+                    if clip.frame < first + window and first < clip.frame + clip.frames:
+                        covering.setdefault(clip.frame, []).append(float(r))
+    if not ranks:
+        pred.av_reason = ("the video has no audio" if all(s.audio is None for s in crops.segments) else
+                          f"no kept face piece holds a whole {window}-frame window")
+        return
+    pred.av_mismatch = float(np.mean(ranks))
+    for clip in pred.clips:
+        if clip.frame in covering:
+            clip.av_mismatch = float(np.mean(covering[clip.frame]))
+
+
+def load_pair_or_reason(encoder: Path, device: str):
+    """(model, config, MismatchParams) of the pretrained pair, or (None, why not, None): predict still scores
+    with the detector when the pair is missing."""
+    from preprocess.settings import section
+    from pipeline.corpora import load_params
+    from train.av_mismatch import MismatchParams
+    from train.avpair import load_pair
+
+    try:
+        model, config = load_pair(encoder, device)
+    except (FileNotFoundError, ValueError) as exc:
+        return None, f"no audio-visual mismatch score: {exc}", None
+    return model, config, section(load_params(), "av_mismatch", MismatchParams)
+
+
 def format_text(pred: Prediction, per_line: int = 8, val_threshold: float | None = None) -> str:
     """What a person reads: the probability, which face was scored, the per-second timeline.
 
@@ -139,14 +197,21 @@ def format_text(pred: Prediction, per_line: int = 8, val_threshold: float | None
         lines.append(f"    frames {t['start_frame']}-{t['end_frame'] - 1} ({t['start_frame'] / FPS:.1f}-"
                      f"{t['end_frame'] / FPS:.1f} s), face box x {x1:.0f}-{x2:.0f} y {y1:.0f}-{y2:.0f}, "
                      f"{t['n_clips']} clips, chosen by {how}")
-    cells = [f"{c.start_s:5.1f}s {c.probability:.2f}" for c in pred.clips]
-    lines.append("  timeline (fake probability per second):")
+    if pred.av_mismatch is not None:
+        lines.append(f"  audio-visual mismatch (zero-shot, pretrained pair; 0 in sync, about 0.5 unrelated): "
+                     f"{pred.av_mismatch:.3f}")
+    elif pred.av_reason:
+        lines.append(f"  audio-visual mismatch: none ({pred.av_reason})")
+    cells = [f"{c.start_s:5.1f}s {c.probability:.2f}" + ("" if c.av_mismatch is None else f" av {c.av_mismatch:.2f}")
+             for c in pred.clips]
+    lines.append("  timeline (fake probability per second" + (", av: audio-visual mismatch" if
+                                                              pred.av_mismatch is not None else "") + "):")
     lines += ["    " + " | ".join(cells[i:i + per_line]) for i in range(0, len(cells), per_line)]
     return "\n".join(lines)
 
 
 def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path | None = None,
-        device: str | None = None, out=None, corrupt: str | None = None) -> int:
+        device: str | None = None, out=None, corrupt: str | None = None, encoder_path: Path | None = None) -> int:
     """Score every file; print text (or one JSON document); exit status 0, or 1 if any file was not scored.
 
     `corrupt` ("TYPE:LEVEL", e.g. "blur:3"): score the mouth crops with that corruption applied to the full
@@ -161,6 +226,8 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
     corrupting = chain.Corrupting.parse(corrupt) if corrupt else None  # a bad TYPE:LEVEL too
     detector, meta = load_detector(detector_path, device)
     val_threshold = meta.get("val_threshold") if isinstance(meta, dict) else None
+    pair = (load_pair_or_reason(encoder_path, device) if encoder_path is not None
+            else (None, "no pretrained encoder given (--encoder)", None))
     models = chain.load_models(params, device)
     load_s, load_cpu_s = round(time.perf_counter() - started, 3), round(chain.cpu_time() - started_cpu, 3)
     predictions, strips = [], []
@@ -169,6 +236,7 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
             crops = chain.video_crops(Path(video), params, models, progress.step, corrupting)
             clock, cpu = time.perf_counter(), chain.cpu_time()
             pred = score_crops(crops, detector, device, on_clips=progress.clips)
+            add_av_mismatch(pred, crops, pair, device)
             if crops.ok:
                 pred.seconds["score"] = round(time.perf_counter() - clock, 3)
                 pred.cpu_seconds["score"] = round(chain.cpu_time() - cpu, 3)
@@ -188,6 +256,7 @@ def run(videos: list[str], detector_path: Path, as_json: bool = False, png: Path
             print(f"wrote {png}", file=out)
     if as_json:
         doc = {"detector": str(detector_path), "detector_meta": _plain_meta(meta), "device": device,
+               "encoder": None if encoder_path is None else str(encoder_path),
                "corruption": str(corrupting.corruption) if corrupting else None,
                "val_threshold": val_threshold,
                "load_seconds": load_s, "load_cpu_seconds": load_cpu_s,
@@ -272,7 +341,8 @@ def main(args) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     detector = args.detector or paths.project_root() / DEFAULT_DETECTOR
-    return run(args.videos, detector, args.json, args.png, args.device, corrupt=args.corrupt)
+    encoder = args.encoder or paths.project_root() / DEFAULT_ENCODER
+    return run(args.videos, detector, args.json, args.png, args.device, corrupt=args.corrupt, encoder_path=encoder)
 
 
 def add_arguments(parser) -> None:
@@ -280,6 +350,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--detector", type=Path,
                         help=f"fine-tuned detector (default: {DEFAULT_DETECTOR} in the project, made by the "
                              "finetune stage)")
+    parser.add_argument("--encoder", type=Path,
+                        help=f"pretrained audio-visual pair for the zero-shot mismatch score (default: "
+                             f"{DEFAULT_ENCODER} in the project, made by the pretrain stage)")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout instead of text")
     parser.add_argument("--png", type=Path, help="draw each video's timeline over a strip of its mouth crops")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")

@@ -54,6 +54,7 @@ class Segment:
     n_faces: int  # most faces seen at once during the track segment
     sync_method: str  # how the face was chosen: single-face, av-energy, syncnet, ...
     speaker_ambiguous: bool
+    audio: np.ndarray | None = None  # (T * 640,) float32 16 kHz audio of its frames (as in shards); None: no audio
 
 
 @dataclass
@@ -131,6 +132,7 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
     from preprocess.align.align_video import align_video, load_aligned
     from preprocess.corrupted_crops import render as render_corrupted
     from preprocess.crop.render import render_mouths
+    from preprocess.crop.samples import open_audio
     from preprocess.resample.convert import resample_video
     from preprocess.track.track_video import track_video
 
@@ -165,7 +167,8 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
         arrays["crops"] = render_corrupted(video, arrays["frame"], arrays["crop_transforms"], params.align.color,
                                            corrupt.corruption, corrupt.params, path.name, tmp)
     step("")
-    result.segments = [_segment(piece, arrays) for piece in meta["pieces"]]
+    sound = open_audio(audio if audio.exists() else None)
+    result.segments = [_segment(piece, arrays, sound) for piece in meta["pieces"]]
 
 
 @dataclass(frozen=True)
@@ -190,9 +193,16 @@ def cpu_time() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def _segment(piece: dict, arrays: dict) -> Segment:
+def _segment(piece: dict, arrays: dict, sound) -> Segment:
+    """One piece's crops and (the crop stage's cut of) its audio."""
+    from preprocess.crop.samples import segment_audio
+
     sel = arrays["piece"] == piece["segment"]
-    return Segment(piece["segment"], piece["track_segment"], arrays["frame"][sel], arrays["crops"][sel],
+    frames = arrays["frame"][sel]
+    audio = None if sound is None else segment_audio(sound, int(frames[0]), int(frames[-1]) + 1,
+                                                     int(piece.get("audio_shift_frames") or 0))
+    return Segment(piece["segment"], piece["track_segment"], frames, arrays["crops"][sel],
                    tuple(round(float(v), 1) for v in np.median(arrays["boxes"][sel], axis=0)),
                    int(piece.get("n_faces") or 1), str(piece.get("sync_method") or ""),
-                   bool(piece.get("speaker_ambiguous")))
+                   bool(piece.get("speaker_ambiguous")),
+                   None if audio is None else audio.reshape(-1).astype(np.float32) / 32768.0)

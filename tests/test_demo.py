@@ -10,7 +10,7 @@ from preprocess.demo.photos import identity_face
 from preprocess.demo.plan import REAL, clip_rng, demo_params, plan, render_clip
 from preprocess.demo.writer import FIXED_MTIME_NS, write_video
 
-TINY = {"seed": 3, "identities": 2, "seconds": 2.0, "fps": 30, "size": 160,
+TINY = {"seed": 3, "identities": 2, "val_speakers": 1, "test_speakers": 1, "seconds": 2.0, "fps": 30, "size": 160,
         "corpora": {"c": {"clips": 1, "methods": list(fakes.METHODS)}}}
 
 

@@ -10,7 +10,7 @@ from pipeline_project import REPO, local_client, project_env
 
 pytestmark = pytest.mark.slow  # the demo through every preprocessing stage
 
-TINY_DEMO = {"seed": 1, "identities": 2, "seconds": 2.0, "fps": 30, "size": 256, "sample_rate": 44100, "crf": 20,
+TINY_DEMO = {"seed": 1, "identities": 2, "val_speakers": 1, "test_speakers": 1, "seconds": 2.0, "fps": 30, "size": 256, "sample_rate": 44100, "crf": 20,
              "corpora": {"demo_pretrain": {"clips": 1, "methods": []},
                          "demo_eval": {"clips": 1, "methods": ["lowres_seam", "jitter", "lipsync"]}}}
 

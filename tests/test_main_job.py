@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent  # dvc of this environment
 pytestmark = pytest.mark.slow  # dvc repro of the whole pipeline
 
 TINY = {
-    "demo": {"seed": 0, "identities": 3, "seconds": 4.5, "fps": 30, "size": 256, "sample_rate": 44100, "crf": 20,
+    "demo": {"seed": 0, "identities": 3, "val_speakers": 1, "test_speakers": 1, "seconds": 4.5, "fps": 30, "size": 256, "sample_rate": 44100, "crf": 20,
              "corpora": {"demo_pretrain": {"clips": 1, "methods": []},
                          "demo_finetune": {"clips": 1, "methods": ["lowres_seam", "jitter"]},
                          "demo_eval": {"clips": 1, "methods": ["lowres_seam", "jitter", "lipsync"]}}},
@@ -86,8 +86,20 @@ def test_the_dag_runs_from_raw_video_to_the_report(main_job):
     assert set(metrics["groups"]["eval"]["by_method"]) == {"lowres_seam", "jitter", "lipsync"}
     lomo = json.loads((root / "metrics" / "lomo" / "jitter.json").read_text())
     assert lomo["detector"]["exclude_methods"] == ["jitter"]
+    # the from-scratch baseline, with the metrics' shape, and the zero-shot score beside every AUC
+    scratch = json.loads((root / "metrics" / "baselines" / "scratch.json").read_text())
+    assert scratch["detector"]["init"] == "scratch" and scratch.keys() == metrics.keys()
+    for m in (metrics, scratch, lomo):
+        assert "av_mismatch_auc" in m["groups"]["finetune_test"]["overall"]
+    lipsync = metrics["groups"]["eval"]["by_method"]["lipsync"]
+    assert lipsync["n_av_mismatch"] == 6 and lipsync["av_mismatch_auc"] is not None
+    import pandas as pd
+
+    scores = pd.read_parquet(root / "artifacts" / "evaluate" / "scores.parquet")
+    assert scores["av_mismatch"].between(0, 1).all() and (scores["av_reason"] == "").all()
     report = (root / "reports" / "results.md").read_text()
     assert "Table 1" in report and "Table 2" in report and "Table 3" in report
+    assert "| scratch |" in report and "zero-shot AV mismatch" in report
     for picture in ("plots/crops/demo_eval.png", "plots/demo/contact_sheet.png"):
         assert (root / picture).stat().st_size > 1000, picture
     assert list((root / "plots" / "evaluate").glob("*.json")), "no ROC curve"

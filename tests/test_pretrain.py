@@ -15,7 +15,7 @@ from pipeline_project import pretrain_shards, write_index
 from train.checkpoint import load_resumable, save_atomic
 from preprocess.settings import from_dict
 from train.pretrain_config import LearningRates, PretrainConfig, load_configs
-from train.pretrain import guard_step, lr_at, make_optimizer, module_of, spread, update_stopping
+from train.pretrain import guard_step, lr_at, make_optimizer, module_of, spread, stopping_measure, update_stopping
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -85,18 +85,37 @@ def run_trainer(*args, **kw):
 
 
 def test_lr_schedule_and_early_stopping():
-    cfg = PretrainConfig(lr=LearningRates(video=0.01, audio=1e-5, heads=0.001), warmup_steps=100, min_lr=1e-4)
-    assert lr_at(0, 0, cfg) == pytest.approx({"video": 1e-4, "audio": 1e-7, "heads": 1e-5,
-                                              "audio_scratch": 1e-5})  # warm-up: 1/100
-    assert abs(lr_at(0, 49, cfg)["video"] - 0.005) < 1e-12 and lr_at(0, 99, cfg)["video"] == 0.01
-    assert lr_at(1, 500, cfg)["video"] == pytest.approx(0.009) and lr_at(2, 900, cfg)["audio"] == pytest.approx(0.81e-5)
-    assert lr_at(100, 10**6, cfg)["audio"] == pytest.approx(1e-7)  # floor: min_lr / video peak, for all
-    assert lr_at(5, 10, cfg)["video"] == pytest.approx(0.01 * 0.9**5 * 11 / 100)  # warm-up and decay multiply
+    # the paper's schedule: warm-up, then x0.9 per epoch down to the floor
+    cfg = PretrainConfig(lr=LearningRates(video=0.01, audio=1e-5, heads=0.001), warmup_steps=100, min_lr=1e-4,
+                         schedule="epoch_decay")
+    total = 10**6
+    assert lr_at(0, 0, cfg, total) == pytest.approx({"video": 1e-4, "audio": 1e-7, "heads": 1e-5,
+                                                     "audio_scratch": 1e-5})  # warm-up: 1/100
+    assert abs(lr_at(0, 49, cfg, total)["video"] - 0.005) < 1e-12 and lr_at(0, 99, cfg, total)["video"] == 0.01
+    assert lr_at(1, 500, cfg, total)["video"] == pytest.approx(0.009)
+    assert lr_at(2, 900, cfg, total)["audio"] == pytest.approx(0.81e-5)
+    assert lr_at(100, 10**6, cfg, total)["audio"] == pytest.approx(1e-7)  # floor: min_lr / video peak, for all
+    assert lr_at(5, 10, cfg, total)["video"] == pytest.approx(0.01 * 0.9**5 * 11 / 100)  # warm-up and decay multiply
+    # cosine: the peak right after the warm-up, half-way down mid-run, the floor at the last planned step
+    cos = PretrainConfig(lr=LearningRates(video=0.01), warmup_steps=10, min_lr=1e-4, schedule="cosine")
+    assert lr_at(0, 9, cos, 110)["video"] == pytest.approx(0.01)
+    assert lr_at(3, 60, cos, 110)["video"] == pytest.approx(1e-4 + (0.01 - 1e-4) / 2)
+    assert lr_at(9, 110, cos, 110)["video"] == pytest.approx(1e-4) and lr_at(9, 500, cos, 110)["video"] == \
+        pytest.approx(1e-4)
+    rates = [lr_at(0, s, cos, 110)["video"] for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))  # per step, never up after the warm-up
+    with pytest.raises(ValueError, match="schedule"):
+        PretrainConfig(schedule="step")
     state = {"best_loss": float("inf"), "bad_epochs": 0, "done": False}
-    for loss, done in [(2.0, False), (1.5, False), (1.6, False), (1.5, False), (1.7, True)]:
-        update_stopping(state, loss, cfg)  # patience 3: three epochs without a lower loss end the run
+    for loss, done, best in [(2.0, False, True), (1.5, False, True), (1.6, False, False), (1.5, False, False),
+                             (1.7, True, False)]:
+        assert update_stopping(state, loss, cfg) == best  # patience 3: three epochs without a lower loss end it
         assert state["done"] == done
     assert state["best_loss"] == 1.5
+    # what is watched: the val gallery's loss when there is one, else the training loss
+    assert stopping_measure({"loss": 1.0, "val_loss": 2.0}, cfg) == ("val_loss", 2.0)
+    assert stopping_measure({"loss": 1.0}, cfg) == ("loss", 1.0)
+    assert stopping_measure({"loss": 1.0, "val_loss": 2.0}, PretrainConfig(stop_on="train_loss")) == ("loss", 1.0)
 
 
 def test_per_module_groups_and_the_collapse_guard():

@@ -38,6 +38,7 @@ class ShardInfo:
 @dataclass(frozen=True)
 class LoaderConfig:
     window: int = 50            # frames per training clip (2 s at 25 fps)
+    windows_per_clip: int = 8   # random windows cut from each clip per epoch (one decode serves them all)
     batch_size: int = 8         # per rank
     num_workers: int = 1        # loader processes per rank, kept alive across epochs
     min_frames: int = 100       # shorter clips are not used (paper: "more than 100 continuous frames")
@@ -63,6 +64,15 @@ def usable(n_frames: int, has_audio: bool, cfg: LoaderConfig) -> bool:
 def ref_usable(ref: SampleRef, cfg: LoaderConfig) -> bool:
     """usable() from the shard headers alone."""
     return usable(ref.n_frames, ref.has_audio, cfg)
+
+
+def window_starts(n_frames: int, cfg: LoaderConfig, rng: np.random.Generator) -> list[int]:
+    """windows_per_clip random starts of a training window, distinct while the clip has that many."""
+    n_starts = n_frames - cfg.window + 1
+    k = cfg.windows_per_clip
+    if k == 1:
+        return [int(rng.integers(0, n_starts))]
+    return [int(s) for s in (rng.choice(n_starts, k, replace=False) if k <= n_starts else rng.integers(0, n_starts, k))]
 
 
 def cut_window(video: np.ndarray, audio: np.ndarray, start: int, length: int):
@@ -153,10 +163,11 @@ class TrainWindows(EpochBatches):
     """Yields whole batches {"key": [key@start], "video": (B, window, crop, crop), "audio": (B, window * 640)}.
 
     Usable clips: with audio and at least max(window, min_frames) frames. Every reader (rank x worker) takes
-    its clips from every shard, dealt by their place in the epoch's order (see _owner), so each epoch reads
-    batches_per_rank x world x batch_size distinct clips, each once: all of them but fewer than
-    world x batch_size left over, which ones changing with the epoch. Only a corpus smaller than one global
-    batch repeats clips (a reader then starts another pass over its share, in a new order).
+    its clips from every shard, dealt by their place in the epoch's order (see _owner), and cuts
+    `windows_per_clip` windows from each, so each epoch reads every clip once and uses
+    batches_per_rank x world x batch_size of its windows: all of them but fewer than world x batch_size left
+    over, which ones changing with the epoch. Only a corpus smaller than one global batch repeats clips (a
+    reader then starts another pass over its share, in a new order).
     """
 
     def __init__(self, shards: list[ShardInfo], cfg: LoaderConfig, seed: int = 0, rank: int = 0,
@@ -174,8 +185,11 @@ class TrainWindows(EpochBatches):
         if total == 0:
             raise ValueError(f"no training clip has audio and at least max(window {cfg.window}, min_frames "
                              f"{cfg.min_frames}) frames in {len(self.shards)} shards")
+        if cfg.windows_per_clip < 1:
+            raise ValueError(f"pretrain.data.windows_per_clip must be at least 1, got {cfg.windows_per_clip}")
+        self.windows = total * cfg.windows_per_clip
         # Every rank yields this many batches per epoch, whatever its shards hold (repeats if short).
-        self.batches_per_rank = max(1, total // (world * cfg.batch_size))
+        self.batches_per_rank = max(1, self.windows // (world * cfg.batch_size))
 
     def _owner(self, i: int, nw: int) -> int:
         """The reader of the clip with index i in the epoch's order. Clip i goes to batch slot i mod Nb
@@ -217,10 +231,10 @@ class TrainWindows(EpochBatches):
                 if not usable(len(video), meta.get("has_audio", True) is not False, self.cfg):
                     continue  # only streamed shards get here
                 kept += 1
-                start = int(rng.integers(0, len(video) - self.cfg.window + 1))
-                v, a = cut_window(video, audio, start, self.cfg.window)
-                # copies: a window held in the buffer must not keep its whole clip's buffers alive
-                yield f"{key}@{start}", v.copy(), a.copy()
+                for start in window_starts(len(video), self.cfg, rng):
+                    v, a = cut_window(video, audio, start, self.cfg.window)
+                    # copies: a window held in the buffer must not keep its whole clip's buffers alive
+                    yield f"{key}@{start}", v.copy(), a.copy()
             if kept == 0:
                 raise RuntimeError(f"rank {self.rank} reader {slot} found no clip with audio and >= "
                                    f"{max(self.cfg.window, self.cfg.min_frames)} frames in {len(share)} shards")
@@ -231,7 +245,7 @@ class TrainWindows(EpochBatches):
         slot, slots, quota = self._slot()
         rng = np.random.default_rng([self.seed, epoch, slot, 1])
         # a buffer larger than this reader's share of the corpus would only re-read it to fill up
-        size = max(1, min(self.cfg.shuffle_buffer, self.total // slots))
+        size = max(1, min(self.cfg.shuffle_buffer, self.windows // slots))
         buffer: list = []
         batch: list = []
         windows = self._clips(slot, slots // self.world, epoch, rng)

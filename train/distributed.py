@@ -55,6 +55,15 @@ def all_reduce_mean(x: float, info: DistInfo) -> float:
     return float(t) / info.world
 
 
+def broadcast_from_main(x: float, info: DistInfo) -> float:
+    """Rank 0's value on every rank (a decision made from what only rank 0 measured, e.g. val loss)."""
+    if info.world == 1:
+        return x
+    t = torch.tensor([x], dtype=torch.float64, device=info.device)
+    dist.broadcast(t, 0)
+    return float(t)
+
+
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -33,6 +33,7 @@ from train.videoscores import VideoScore, score_videos
 GROUPS = {"finetune_test": ("finetune", "test"), "eval": ("eval", "test")}
 COLUMNS = ["group", "corpus", "video_id", "split", "label", "method", "n_clips", "n_segments", "score",
            "probability", "status", "reason"]
+ZERO_SHOT = ["av_mismatch", "energy_correlation", "av_reason"]  # from the av_mismatch stage, by video
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,33 @@ def scored_row(v: VideoScore) -> dict:
 
 def metrics_of(df: pd.DataFrame, threshold: float | None) -> dict:
     ok = df[df["status"] == "scored"]
-    return summary(labels01(ok["label"]), ok["score"].to_numpy(np.float64), threshold)
+    return {**summary(labels01(ok["label"]), ok["score"].to_numpy(np.float64), threshold), **zero_shot_aucs(df)}
+
+
+def zero_shot_aucs(df: pd.DataFrame) -> dict:
+    """AUC of the pretrained pair's audio-visual mismatch score over the videos that have one, and of the
+    weights-free baseline (the track stage's mouth-motion/audio-energy correlation, low = mismatch)."""
+    if "av_mismatch" not in df:
+        return {}
+    av, en = df[df["av_mismatch"].notna()], df[df["energy_correlation"].notna()]
+    return {"av_mismatch_auc": auc(labels01(av["label"]), av["av_mismatch"].to_numpy(np.float64)),
+            "energy_mismatch_auc": auc(labels01(en["label"]), -en["energy_correlation"].to_numpy(np.float64)),
+            "n_av_mismatch": int(len(av))}
+
+
+def with_zero_shot(df: pd.DataFrame, av_scores: Path | None) -> pd.DataFrame:
+    """The per-video table with the av_mismatch stage's columns; a video it has no score for carries why."""
+    if av_scores is None:
+        return df
+    if av_scores.is_file():
+        av = pd.read_parquet(av_scores)[["corpus", "video_id", *ZERO_SHOT]]
+        df = df.merge(av, on=["corpus", "video_id"], how="left")
+    else:
+        df = df.assign(av_mismatch=np.nan, energy_correlation=np.nan,
+                       av_reason=f"no audio-visual mismatch scores at {av_scores} (`dvc repro av_mismatch`)")
+    missing = df["av_reason"].isna()
+    df.loc[missing, "av_reason"] = "not in the shards: " + df.loc[missing, "reason"].astype(str)
+    return df
 
 
 def group_metrics(df: pd.DataFrame, threshold: float | None) -> dict:
@@ -140,8 +167,9 @@ def write_rocs(df: pd.DataFrame, curves: dict[str, pd.DataFrame], plots: Path) -
 
 def evaluate(detector_path: str, collect: Path, manifests: Path, crop_status: Path, batch_size: int,
              datasets: dict, methods_only: tuple[str, ...] = (), groups: tuple[str, ...] = tuple(GROUPS),
-             info=None) -> tuple[pd.DataFrame, dict]:
-    """-> (per-video table, metrics). `methods_only`: keep reals and the fakes of these methods (LOMO)."""
+             info=None, av_scores: Path | None = None) -> tuple[pd.DataFrame, dict]:
+    """-> (per-video table, metrics). `methods_only`: keep reals and the fakes of these methods (LOMO).
+    `av_scores`: the av_mismatch stage's table, joined by video (and its AUCs beside every detector AUC)."""
     from train.distributed import DistInfo
 
     info = info or DistInfo()
@@ -169,6 +197,7 @@ def evaluate(detector_path: str, collect: Path, manifests: Path, crop_status: Pa
         frames.append(pd.DataFrame([{**r, "group": group} for r in rows], columns=COLUMNS))
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
     df = df.sort_values(["group", "corpus", "video_id"], kind="stable").reset_index(drop=True)
+    df = with_zero_shot(df, av_scores)
     metrics = {"detector": {"trained": True, "init": meta.get("init"), "best_epoch": meta.get("best_epoch"),
                             "val_auc": meta.get("val_auc"), "val_threshold": threshold,
                             "exclude_methods": meta.get("exclude_methods", [])},
@@ -184,7 +213,8 @@ def write_outputs(df: pd.DataFrame, metrics: dict, scores: Path, metrics_path: P
     """scores.parquet, the metrics JSON and one ROC file per group and Table 3 column (an empty list when
     a curve is undefined: nothing scored, or one class only)."""
     scores.parent.mkdir(parents=True, exist_ok=True)
-    df.astype({"n_clips": "int64", "n_segments": "int64", "score": "float64", "probability": "float64"}) \
+    df.astype({"n_clips": "int64", "n_segments": "int64", "score": "float64", "probability": "float64",
+               **({"av_mismatch": "float64", "energy_correlation": "float64"} if "av_mismatch" in df else {})}) \
         .to_parquet(scores, index=False)
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     metrics_path.write_text(json.dumps(metrics, indent=1, sort_keys=True))
@@ -205,6 +235,7 @@ def main(argv=None) -> None:
     p.add_argument("--scores", default="artifacts/evaluate/scores.parquet")
     p.add_argument("--metrics", default="metrics/evaluate.json")
     p.add_argument("--plots", default="plots/evaluate", help="ROC curves folder ('' for none)")
+    p.add_argument("--av-mismatch", default="", help="the av_mismatch stage's scores.parquet ('' for none)")
     p.add_argument("--method", action="append", default=None,
                    help="score only the reals and the fakes of this method, finetune test split only (LOMO)")
     p.add_argument("--threads", type=int, default=0)
@@ -219,7 +250,7 @@ def main(argv=None) -> None:
         groups = ("finetune_test",) if a.method else tuple(GROUPS)
         df, metrics = evaluate(a.detector, Path(a.collect), Path(a.manifests), Path(a.crop_status),
                                ev.batch_size, ev.datasets, tuple(a.method or ()),
-                               groups, info)
+                               groups, info, Path(a.av_mismatch) if a.av_mismatch else None)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     if info.is_main:

@@ -55,7 +55,7 @@ def build_detector(setup: FinetuneSetup) -> Detector:
         det.load_encoder_state(ckpt["video_encoder"])
     elif ft.init != "scratch":
         raise ValueError(f"finetune.init must be pretrained or scratch, got {ft.init!r}")
-    det.freeze_frontend()
+    det.freeze_frontend(trunk=ft.freeze == "stem_trunk")
     return det
 
 
@@ -69,6 +69,8 @@ def param_groups(det: Detector, ft: FinetuneConfig) -> list[dict]:
     for i, params in enumerate(layers):
         lr = ft.lr_last_layer * ft.layer_decay ** (len(layers) - 1 - i)
         parts.append((f"backend.{i}", params, lr))
+    if not det.frontend_frozen:  # freeze: stem: the trunk comes below the first backend layer
+        parts.append(("trunk", list(det.encoder.trunk.parameters()), ft.lr_last_layer * ft.layer_decay ** len(layers)))
     pos = getattr(det.encoder.backend, "pos", None)
     groups = []
     for name, params, lr in parts:
@@ -130,7 +132,19 @@ def validate(det: Detector, val_paths: list[str], ft: FinetuneConfig, info: Dist
                                       world=info.world, progress="val" if info.is_main else None)
               if v.score is not None]
     y, s = labels01([v.label for v in videos]), np.array([v.score for v in videos])
-    return {"val_auc": auc(y, s), "val_videos": len(videos), "val_threshold": choose_threshold(y, s)}
+    val_loss = float(torch.nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(s), torch.from_numpy(y)
+                                                                         .double())) if len(s) else None
+    return {"val_auc": auc(y, s), "val_loss": val_loss, "val_videos": len(videos),
+            "val_threshold": choose_threshold(y, s)}
+
+
+def selection_key(record: dict) -> tuple[float, float] | None:
+    """How epochs are compared for model selection: video-level val AUC, ties (a saturated AUC of 1.0 among
+    them) broken by the lower val loss (BCE of the video scores), so an untrained head that happens to rank
+    the few val videos right does not win over one that separates them. None: no val videos of both classes."""
+    if record.get("val_auc") is None:
+        return None
+    return record["val_auc"], -record["val_loss"]
 
 
 def log_epoch(live: Live | None, record: dict) -> None:
@@ -140,6 +154,7 @@ def log_epoch(live: Live | None, record: dict) -> None:
         live.log_metric(f"train/{name}", record[name])
     if record.get("val_auc") is not None:
         live.log_metric("val/auc", record["val_auc"])
+        live.log_metric("val/loss", record["val_loss"])
     live.next_step()
 
 
@@ -196,7 +211,7 @@ def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir:
         live.log_params({"params_hash": meta["params_hash"], "init": ft.init, "balance": ft.balance,
                          "exclude_methods": ",".join(excluded)})
 
-    best = {"val_auc": -math.inf, "epoch": -1, "weights": None, "val_threshold": None}
+    best = {"key": None, "val_auc": None, "epoch": -1, "weights": None, "val_threshold": None}
     history, bad = [], 0
     for epoch in range(ft.epochs):
         torch.manual_seed(ft.seed * 1_000_003 + epoch * 1009 + info.rank)
@@ -208,20 +223,21 @@ def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir:
             print(f"epoch {epoch} done: " + " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                     for k, v in {**record, "seconds": seconds}.items()), flush=True)
         log_epoch(live, record)
-        score = record["val_auc"]
-        if score is None:  # no val videos of both classes: nothing to select on, the last epoch is kept
+        key = selection_key(record)
+        if key is None:  # no val videos of both classes: nothing to select on, the last epoch is kept
             best.update(val_auc=None, epoch=epoch, val_threshold=record.get("val_threshold"), weights=None)
             continue
-        if best["val_auc"] is None or score > best["val_auc"]:
-            best.update(val_auc=score, epoch=epoch, val_threshold=record["val_threshold"],
+        if epoch + 1 < ft.min_epochs or best["key"] is None or key > best["key"]:
+            # before min_epochs every epoch replaces the kept one: the head is not trained yet
+            best.update(key=key, val_auc=record["val_auc"], epoch=epoch, val_threshold=record["val_threshold"],
                         weights=copy.deepcopy({k: v.detach().cpu() for k, v in det.state_dict().items()}))
             bad = 0
         else:
             bad += 1
             if bad >= ft.patience:
                 if info.is_main:
-                    print(f"early stop: no better val AUC for {bad} epochs (best {best['val_auc']:.4f} "
-                          f"in epoch {best['epoch']})", flush=True)
+                    print(f"early stop: no better val AUC (or val loss at the same AUC) for {bad} epochs (best "
+                          f"{best['val_auc']:.4f} in epoch {best['epoch']})", flush=True)
                 break
     if best["weights"] is not None:
         det.load_state_dict(best["weights"])
@@ -259,11 +275,15 @@ def main(argv=None) -> None:
     p.add_argument("--live", default="dvclive/finetune", help="DVCLive directory ('' to disable)")
     p.add_argument("--exclude-method", action="append", default=None,
                    help="leave this fake method out of training (repeatable; overrides finetune.exclude_methods)")
+    p.add_argument("--init", choices=("pretrained", "scratch"), default=None,
+                   help="override finetune.init (the scratch baseline stage)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch default)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     overrides = {} if a.exclude_method is None else {"exclude_methods": tuple(a.exclude_method)}
+    if a.init:
+        overrides["init"] = a.init
     try:
         run(a.params, a.index, a.pretrain_index, a.out, a.live or None, **overrides)
     except (FileNotFoundError, ValueError) as exc:  # missing encoder or index, bad params: words, no traceback

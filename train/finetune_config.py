@@ -23,13 +23,15 @@ class FinetuneConfig:
     encoder: str = "artifacts/pretrain/encoder.pt"
     seed: int = 0
     epochs: int = 15                  # upper bound; early stopping on val AUC usually ends the run
+    freeze: str = "stem_trunk"        # stem_trunk (paper: only backend and head learn) | stem (the trunk too)
     lr_head: float = 0.001            # MLP head (paper Sec. 3.3: 0.01, params/paper.yaml)
     lr_last_layer: float = 0.0005     # last transformer layer (last TCN block for mstcn; paper: 0.005)
     layer_decay: float = 0.9          # x this per earlier layer
     lr_decay: float = 0.9             # x this per epoch, every group (the pretraining schedule)
     weight_decay: float = 0.01        # AdamW, not on biases / norms / positional embeddings
     grad_clip: float = 1.0
-    patience: int = 5                 # epochs without a higher val AUC before stopping
+    patience: int = 5                 # epochs without a better val AUC (ties: lower val loss) before stopping
+    min_epochs: int = 3               # model selection starts after this many epochs
     balance: str = "pretrain_reals"   # pretrain_reals | oversample | none
     exclude_methods: tuple = ()       # fake methods left out of training (Table 2 sets this per stage)
     clip: int = 25                    # frames per clip: 1 s
@@ -42,6 +44,11 @@ class FinetuneConfig:
     log_every: int = 10
     bf16: bool = True                 # autocast on GPU
     head: HeadParams = field(default_factory=HeadParams)
+
+
+def _check(cfg: FinetuneConfig) -> None:
+    if cfg.freeze not in ("stem_trunk", "stem"):
+        raise ValueError(f"finetune.freeze must be stem_trunk or stem, got {cfg.freeze!r}")
 
 
 @dataclass(frozen=True)
@@ -63,5 +70,7 @@ def load_setup(path: str | os.PathLike, **overrides) -> FinetuneSetup:
     """Model, augmentation and fine-tuning params; `overrides` replace finetune keys (e.g. exclude_methods)."""
     p = load_yaml(path)
     ft = {**(p.get("finetune") or {}), **overrides}
+    cfg = from_dict(FinetuneConfig, ft, "finetune")
+    _check(cfg)
     return FinetuneSetup(section(p, "model.video", VideoEncoderConfig), section(p, "pretrain.data.augment", AugmentConfig),
-                         from_dict(FinetuneConfig, ft, "finetune"))
+                         cfg)

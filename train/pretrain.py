@@ -26,24 +26,29 @@ from preprocess.fileio import sha256_file
 from train.checkpoint import load_resumable, save_atomic
 from train.pretrain_config import PretrainConfig, config_hash, load_configs, resolved_dict
 from train.data import eval_windows, read_index, train_loader
-from train.distributed import DistInfo, all_reduce_mean, cleanup, init_from_env, wrap_ddp
+from train.distributed import DistInfo, all_reduce_mean, broadcast_from_main, cleanup, init_from_env, wrap_ddp
 from train.retrieval import a2v_topk, embed_windows
 
 
 MODULES = ("video", "audio", "heads", "audio_scratch")  # audio_scratch: the audio encoder when not pretrained
 
 
-def lr_factor(epoch: int, step: int, cfg: PretrainConfig) -> float:
-    """Multiplier of every module's peak rate at optimizer step `step` (counted over the whole run) in
-    `epoch`: linear warm-up over the first warmup_steps, times the paper's x lr_decay per epoch, floored
-    at min_lr / lr.video."""
+def lr_factor(epoch: int, step: int, cfg: PretrainConfig, total_steps: int) -> float:
+    """Multiplier of every module's peak rate at optimizer step `step` (counted over the whole run, which
+    plans `total_steps`) in `epoch`: a linear warm-up over the first warmup_steps, then a cosine down to the
+    floor at the last planned step, or (schedule epoch_decay) the paper's x lr_decay per epoch; floored at
+    min_lr / lr.video either way."""
     warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
-    return warm * max(cfg.lr_decay ** epoch, min(1.0, cfg.min_lr / cfg.lr.video))
+    floor = min(1.0, cfg.min_lr / cfg.lr.video)
+    if cfg.schedule == "epoch_decay":
+        return warm * max(cfg.lr_decay ** epoch, floor)
+    progress = min(1.0, max(0, step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    return warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def lr_at(epoch: int, step: int, cfg: PretrainConfig) -> dict[str, float]:
+def lr_at(epoch: int, step: int, cfg: PretrainConfig, total_steps: int) -> dict[str, float]:
     """Each module's learning rate at that step."""
-    f = lr_factor(epoch, step, cfg)
+    f = lr_factor(epoch, step, cfg, total_steps)
     return {m: getattr(cfg.lr, m) * f for m in MODULES}
 
 
@@ -60,13 +65,23 @@ def set_lrs(opt: torch.optim.Optimizer, lrs: dict[str, float]) -> None:
         g["lr"] = lrs[g["module"]]
 
 
-def update_stopping(state: dict, loss: float, cfg: PretrainConfig) -> None:
-    """Early stopping on the training loss (paper: stop when it has not descended for 3 epochs)."""
-    if loss < state["best_loss"]:
+def stopping_measure(record: dict, cfg: PretrainConfig) -> tuple[str, float]:
+    """What early stopping watches in an epoch's record: the val gallery's InfoNCE loss (stop_on val_loss,
+    when there is a gallery) or the training loss (the paper: stop when it has not descended for 3 epochs)."""
+    if cfg.stop_on == "val_loss" and record.get("val_loss") is not None:
+        return "val_loss", record["val_loss"]
+    return "loss", record["loss"]
+
+
+def update_stopping(state: dict, loss: float, cfg: PretrainConfig) -> bool:
+    """One epoch's measure into the early-stopping state; True when it is the best so far."""
+    better = loss < state["best_loss"]
+    if better:
         state["best_loss"], state["bad_epochs"] = loss, 0
     else:
         state["bad_epochs"] += 1
     state["done"] = state["bad_epochs"] >= cfg.patience
+    return better
 
 
 def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
@@ -76,7 +91,7 @@ def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.O
     for name, p in model.named_parameters():
         if p.requires_grad:  # the frozen wav2vec2 CNN stays out
             groups.setdefault((module_of(name, model.audio.pretrained), p.ndim >= 2), []).append(p)
-    lrs = lr_at(0, 0, cfg)
+    lrs = lr_at(0, 0, cfg, 1)
     return torch.optim.AdamW([{"params": ps, "module": m, "lr": lrs[m], "weight_decay": cfg.weight_decay if decay
                                else 0.0} for (m, decay), ps in sorted(groups.items())], lr=lrs["video"])
 
@@ -121,13 +136,18 @@ def train_step(model, loss_fn, opt, batch: dict, cfg: PretrainConfig, device: to
     return loss, zv, za
 
 
+def steps_per_epoch(ds, cfg: PretrainConfig) -> int:
+    return ds.batches_per_rank if cfg.max_steps_per_epoch is None else min(ds.batches_per_rank,
+                                                                           cfg.max_steps_per_epoch)
+
+
 def train_one_epoch(model, loss_fn, opt, loader, ds, epoch, cfg: PretrainConfig, info: DistInfo,
                     state: dict) -> dict:
     """One epoch; state["step"] (optimizer steps so far) and state["guard"] (collapse guard) carry over."""
     model.train()
     ds.set_epoch(epoch)
-    n_steps = ds.batches_per_rank if cfg.max_steps_per_epoch is None else min(ds.batches_per_rank,
-                                                                              cfg.max_steps_per_epoch)
+    n_steps = steps_per_epoch(ds, cfg)
+    total_steps = n_steps * cfg.epochs
     global_batch = cfg.data.batch_size * info.world
     guard = state["guard"]
     used = [m for m in MODULES if any(g["module"] == m for g in opt.param_groups)]
@@ -136,7 +156,7 @@ def train_one_epoch(model, loss_fn, opt, loader, ds, epoch, cfg: PretrainConfig,
     for batch in loader:
         if steps == n_steps:
             break
-        lrs = lr_at(epoch, state["step"], cfg)
+        lrs = lr_at(epoch, state["step"], cfg, total_steps)
         set_lrs(opt, lrs)
         loss, zv, za = train_step(model, loss_fn, opt, batch, cfg, info.device)
         value, s = float(loss.detach()), min(spread(zv), spread(za))
@@ -162,7 +182,9 @@ def train_one_epoch(model, loss_fn, opt, loader, ds, epoch, cfg: PretrainConfig,
 
 
 def evaluate(model: AVContrastiveModel, val_shards, cfg: PretrainConfig, info: DistInfo) -> dict:
-    """Audio-to-video retrieval on the val split (rank 0 only; capped at val_max_samples windows)."""
+    """Audio-to-video retrieval on the val split (rank 0 only; capped at val_max_samples windows), and the
+    symmetric InfoNCE loss over the whole gallery at the training temperature (what early stopping watches:
+    smoother than top-1 on a small gallery). Chance: top-1 1/N, loss ln N."""
     if not val_shards:
         return {}
     was_training = model.training
@@ -173,7 +195,8 @@ def evaluate(model: AVContrastiveModel, val_shards, cfg: PretrainConfig, info: D
     model.train(was_training)
     if len(keys) < 2:
         return {}
-    return {**a2v_topk(za, zv), "val_windows": len(keys), "chance_top1": 1 / len(keys)}
+    val_loss = float(InfoNCELoss(cfg.temperature)(zv, za))
+    return {**a2v_topk(za, zv), "val_loss": val_loss, "val_windows": len(keys), "chance_top1": 1 / len(keys)}
 
 
 def log_epoch(live: Live | None, record: dict) -> None:
@@ -182,14 +205,20 @@ def log_epoch(live: Live | None, record: dict) -> None:
     for name in ("loss", "lr", "lr_audio", "lr_heads", "spread", "collapsed"):
         if name in record:
             live.log_metric(f"train/{name}", record[name])
-    for name in ("a2v_top1", "a2v_top5"):
+    for name in ("a2v_top1", "a2v_top5", "chance_top1"):
         if name in record:
             live.log_metric(f"val/{name}", record[name])
+    if "val_loss" in record:
+        live.log_metric("val/loss", record["val_loss"])
     live.next_step()
 
 
 def export_encoder(path: Path, model: AVContrastiveModel, state: dict) -> None:
+    """encoder.pt: the video encoder for fine-tuning, and the whole pair (both encoders and heads, with the
+    wav2vec2 config to rebuild it offline) for the zero-shot audio-visual mismatch score (train/avpair.py)."""
     save_atomic({"video_encoder": model.video.state_dict(), "video_head": model.video_head.state_dict(),
+                 "pair": {"weights": model.state_dict(), "wav2vec2_config": model.audio.wav2vec2.config.to_dict()},
+                 "best_epoch": state.get("best_epoch"),
                  "config": state["config"], "params_hash": state["params_hash"],
                  "shard_index_sha256": state["shard_index_sha256"], "epochs_trained": state["epoch"] + 1,
                  "initial_retrieval": state.get("initial", {}),
@@ -256,11 +285,15 @@ def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
         np.random.seed(epoch_seed)  # transformers draws wav2vec2's time masks from numpy's global generator
         record = {"epoch": epoch, **train_one_epoch(ddp, loss_fn, opt, loader, ds, epoch, cfg, info, state)}
         timing = {k: record.pop(k) for k in TIMING_KEYS}  # printed, never stored: reruns must hash the same
-        update_stopping(state, record["loss"], cfg)
-        state["done"] = state["done"] or epoch + 1 >= cfg.epochs
-        state["epoch"] = epoch
-        if info.is_main and ((epoch + 1) % cfg.eval_every == 0 or state["done"]):
+        last = epoch + 1 >= cfg.epochs
+        if info.is_main and ((epoch + 1) % cfg.eval_every == 0 or last or cfg.stop_on == "val_loss"):
             record.update(evaluate(model, val_shards, cfg, info))
+        watched, value = stopping_measure(record, cfg)
+        if update_stopping(state, broadcast_from_main(value, info), cfg) and watched == "val_loss":
+            state["best_epoch"] = epoch  # the weights exported at the end
+            state["best_model"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        state["done"] = state["done"] or last
+        state["epoch"] = epoch
         if info.is_main:
             print(f"epoch {epoch} done: " + " ".join(f"{k} {v:.4g}" for k, v in {**record, **timing}.items()),
                   flush=True)
@@ -269,6 +302,11 @@ def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
             save_atomic({**state, "model": model.state_dict(), "optimizer": opt.state_dict()}, state_path)
             log_epoch(live, record)
         epoch += 1
+    if "best_model" in state:
+        if info.is_main:
+            print(f"best val loss {state['best_loss']:.4f} in epoch {state['best_epoch']}: its weights are exported",
+                  flush=True)
+        model.load_state_dict(state["best_model"])
     if info.is_main:
         export_encoder(out_dir / "encoder.pt", model, state)
         if live is not None:

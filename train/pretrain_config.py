@@ -26,14 +26,18 @@ class PretrainConfig:
     seed: int = 0
     epochs: int = 30                  # upper bound; early stopping usually ends the run
     lr: LearningRates = field(default_factory=LearningRates)
-    warmup_steps: int = 10            # linear warm-up from 0 over the first optimizer steps
-    lr_decay: float = 0.9             # then x lr_decay per epoch (paper 4.1) ...
-    min_lr: float = 1e-6              # ... down to this video rate (1/100 of the peak, as in the paper); other
+    warmup_steps: int = 30            # linear warm-up from 0 over the first optimizer steps
+    schedule: str = "cosine"          # after the warm-up: cosine (per step, down to min_lr at the last step of
+                                      # `epochs`) | epoch_decay (the paper's x lr_decay per epoch)
+    lr_decay: float = 0.9             # epoch_decay: the factor per epoch
+    min_lr: float = 1e-6              # the floor of the video rate (1/100 of the peak, as in the paper); other
                                       # modules floor at the same fraction of their peak
     weight_decay: float = 0.01
     temperature: float = 0.1
     grad_clip: float = 1.0            # max global grad norm; 0 disables
-    patience: int = 3                 # stop after this many epochs without a lower training loss
+    patience: int = 3                 # stop after this many epochs without a better `stop_on`
+    stop_on: str = "val_loss"         # val_loss: InfoNCE over the val gallery (the weights of its best epoch are
+                                      # exported) | train_loss (the paper's; without val clips the same)
     bf16: bool = True                 # autocast on GPU (ignored on CPU)
     max_steps_per_epoch: int | None = None  # cap for smoke runs; null: the whole corpus each epoch
     log_every: int = 5                # steps between progress lines on stdout (the first is always printed)
@@ -48,6 +52,12 @@ class PretrainConfig:
     collapse_tolerance: float = 0.02
     collapse_min_spread: float = 0.05
     data: LoaderConfig = field(default_factory=LoaderConfig)
+
+    def __post_init__(self):
+        if self.schedule not in ("cosine", "epoch_decay"):
+            raise ValueError(f"pretrain.schedule must be cosine or epoch_decay, got {self.schedule!r}")
+        if self.stop_on not in ("val_loss", "train_loss"):
+            raise ValueError(f"pretrain.stop_on must be val_loss or train_loss, got {self.stop_on!r}")
 
 
 def resolved_dict(model: AVModelConfig, pretrain: PretrainConfig) -> dict:

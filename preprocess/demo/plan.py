@@ -26,8 +26,10 @@ class DemoCorpus:
 @dataclass(frozen=True)
 class DemoParams:
     seed: int = 0
-    identities: int = 6
-    seconds: float = 5.0
+    identities: int = 8
+    val_speakers: int = 2  # the last identities validate (pretraining and fine-tuning) ...
+    test_speakers: int = 2  # ... and in fine-tuning the ones before them test
+    seconds: float = 6.0
     fps: int = 30
     size: int = 256
     sample_rate: int = 44100
@@ -37,6 +39,8 @@ class DemoParams:
     def __post_init__(self):
         if not 1 <= self.identities <= len(IDENTITIES):
             raise ValueError(f"demo.identities must be 1 to {len(IDENTITIES)} (one per photo variant)")
+        if self.val_speakers < 0 or self.test_speakers < 0:
+            raise ValueError("demo.val_speakers and demo.test_speakers must be at least 0")
         if self.fps <= 0 or self.seconds <= 0 or self.size < 64:
             raise ValueError("demo.fps and demo.seconds must be positive and demo.size at least 64 px")
         for name, spec in self.corpora.items():

@@ -52,14 +52,15 @@ def check_registration(name: str, params: dict) -> None:
                              f"stage writes it as {want!r}, so set it to that")
 
 
-def split_of_identity(role: str, identity: int, n: int) -> str:
-    """Speakers, not clips, go to splits: the last identity validates, in fine-tuning the one before it tests;
-    eval corpora are all test."""
+def split_of_identity(role: str, identity: int, params: DemoParams) -> str:
+    """Speakers, not clips, go to splits: the last `val_speakers` identities validate, in fine-tuning the
+    `test_speakers` before them test (as long as one identity is left to train on); eval corpora are all test."""
+    n, val, test = params.identities, params.val_speakers, params.test_speakers
     if role == "eval":
         return "test"
-    if identity == n - 1 and n > 1:
+    if identity >= n - val and n > val:
         return "val"
-    if role == "finetune" and identity == n - 2 and n > 2:
+    if role == "finetune" and identity >= n - val - test and n > val + test:
         return "test"
     return "train"
 
@@ -85,7 +86,7 @@ def write_corpus(params: DemoParams, name: str, role: str, workers: int) -> int:
     labels = [(c.relpath(m), "real" if m == REAL else "fake", "" if m == REAL else m)
               for c in clips for m in (REAL, *c.methods)]
     _write_csv(demo_dir() / f"{name}.labels.csv", pd.DataFrame(labels, columns=["relpath", "label", "method"]))
-    groups = sorted({c.group: split_of_identity(role, c.identity, params.identities) for c in clips}.items())
+    groups = sorted({c.group: split_of_identity(role, c.identity, params) for c in clips}.items())
     _write_csv(demo_dir() / f"{name}.splits.csv", pd.DataFrame(groups, columns=["group", "split"]))
     for path in folder.rglob("*"):  # folders too: nothing of the run's time ends up in what DVC hashes
         os.utime(path, ns=(FIXED_MTIME_NS, FIXED_MTIME_NS))

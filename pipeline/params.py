@@ -36,6 +36,7 @@ def sections() -> dict[str, type]:
     from preprocess.resample.convert import ResampleParams
     from preprocess.track.track_params import TrackParams
     from preprocess.weights import WeightsParams
+    from train.av_mismatch import MismatchParams
     from train.evaluate import EvaluateParams
     from train.finetune_config import FinetuneConfig
     from train.pretrain_config import PretrainConfig
@@ -43,7 +44,7 @@ def sections() -> dict[str, type]:
 
     return {"demo": DemoParams, "resample": ResampleParams, "weights": WeightsParams, "track": TrackParams,
             "align": AlignParams, "crop": CropParams, "model": AVModelConfig, "pretrain": PretrainConfig,
-            "finetune": FinetuneConfig, "evaluate": EvaluateParams, "protocol": ProtocolParams,
+            "finetune": FinetuneConfig, "av_mismatch": MismatchParams, "evaluate": EvaluateParams, "protocol": ProtocolParams,
             "robustness": RobustnessParams, "cluster": ClusterSettings}
 
 

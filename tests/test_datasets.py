@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from conftest import CREMAD_CLIPS, SHARED_ABSENT, copy_clip
+from conftest import copy_clip
 
 from train import report
 from train.datasets import table3_columns
@@ -30,9 +30,9 @@ def test_a_single_class_column_is_reported_as_such():
     assert cols["A"]["auc"] == 1.0 and cols["A"]["auc_note"] is None
     assert cols["b_real"]["auc"] is None and cols["b_real"]["n_real"] == 1
     assert cols["b_real"]["auc_note"].startswith("only real videos scored (1 real, 0 fake)")
-    text = "\n".join(report.table3({"detector": {"trained": True}, "cross_dataset": cols}))
-    assert "| A | b_real | Avg |" in text and "| 100.0 | - (real only) | 100.0 |" in text
-    assert "(mean of the 1 columns with an AUC)" in text
+    text = "\n".join(report.table3({"pretrained": {"detector": {"trained": True}, "cross_dataset": cols}}))
+    assert "| | A | b_real | Avg |" in text and "| ours | 100.0 | - (real only) | 100.0 |" in text
+    assert "(Avg: mean of the 1 columns with an AUC)" in text
     assert "No AUC for b_real: only real videos scored (1 real, 0 fake)" in text
 
 
@@ -54,12 +54,10 @@ def test_dataset_is_stored_in_the_registry_and_checked(project):
 
 
 @pytest.mark.slow
-def test_a_real_and_a_fake_corpus_with_one_dataset_give_its_auc_in_metrics_and_report(project):
+def test_a_real_and_a_fake_corpus_with_one_dataset_give_its_auc_in_metrics_and_report(clips, project):
     """Two CREMA-D clips registered twice through the CLI, as real and as fake corpora with the same --dataset,
     through resample -> track -> align -> crop -> collect, scored by a tiny random detector (its scores mean
     nothing; the column's AUC must exist) with the evaluate and report stages' own commands."""
-    if len(CREMAD_CLIPS) < 2:
-        pytest.skip(SHARED_ABSENT)
     import torch
 
     from models.detector import Detector, DetectorConfig
@@ -68,7 +66,7 @@ def test_a_real_and_a_fake_corpus_with_one_dataset_give_its_auc_in_metrics_and_r
     from train import evaluate
     from train.scoring import save_detector
 
-    for clip in CREMAD_CLIPS[:2]:
+    for clip in clips.cremad[:2]:
         copy_clip(clip, project / "raw")
     for name, label in (("crema_real", "real"), ("crema_fake", "fake")):
         extra = ["--method", "Emotion"] if label == "fake" else []

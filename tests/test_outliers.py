@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CREMAD_CLIPS, SHARED_ABSENT, copy_clip
+from conftest import copy_clip
 
 from preprocess.align.align_params import AlignParams
 from preprocess.align.smoothing import landmark_jumps, landmark_outliers, trajectory
@@ -67,19 +67,17 @@ def test_a_jump_onto_the_chin_is_an_outlier_and_speech_and_motion_are_not():
 
 
 @pytest.mark.slow
-def test_a_planted_outlier_on_a_real_clip_is_interpolated_and_counted(project, monkeypatch):
+def test_a_planted_outlier_on_a_real_clip_is_interpolated_and_counted(clips, project, monkeypatch):
     """A CREMA-D clip through resample -> track -> align -> crop, one frame's landmarks moved onto the chin as
     they came out of the landmarker: that frame is interpolated (its stored landmarks back on the face), counted
     in the align record and in the shard manifest, and no other frame is taken for an outlier."""
-    if not CREMAD_CLIPS:
-        pytest.skip(SHARED_ABSENT)
     from pipeline import stages
     from pipeline.registry import add_corpus
     from preprocess.align import align_video, stage as align
     from preprocess.align.align_video import load_aligned
     from preprocess.crop.pack import shard_dir
 
-    copy_clip(CREMAD_CLIPS[0], project / "raw")
+    copy_clip(clips.cremad[0], project / "raw")
     add_corpus("c", "raw", pattern="*.flv", role="eval", label="real")
     for name in ("resample", "track"):
         assert [r.status for r in stages.run(name, "c")] == ["ok"]

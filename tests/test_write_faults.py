@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import CREMAD_CLIPS, SHARED_ABSENT, copy_clip, make_video
+from conftest import copy_clip, make_video
 
 from preprocess import fileio
 
@@ -133,15 +133,13 @@ def test_a_write_fault_in_ffmpeg_or_on_an_input_is_told_apart(tmp_path):
 
 
 @pytest.mark.slow
-def test_crop_stops_on_a_full_disk_without_a_partial_shard_and_resumes(project, tmp_path, monkeypatch):
+def test_crop_stops_on_a_full_disk_without_a_partial_shard_and_resumes(clips, project, tmp_path, monkeypatch):
     """Two real CREMA-D clips through resample -> track -> align, then the crop stage with the disk filling
     at each of its writes: per-video tars, staged shards, tables, the commit, the records."""
-    if len(CREMAD_CLIPS) < 2:
-        pytest.skip(SHARED_ABSENT)
     from pipeline import stages
     from pipeline.registry import add_corpus
 
-    for clip in CREMAD_CLIPS[:2]:
+    for clip in clips.cremad[:2]:
         copy_clip(clip, project / "raw")
     add_corpus("c", "raw", pattern="*.flv", role="eval", label="fake", method="Emotion")
     for name in ("resample", "track", "align"):

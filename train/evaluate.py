@@ -26,7 +26,7 @@ import pandas as pd
 from preprocess.settings import load_yaml, section
 from train.datasets import auc_note, eval_datasets, table3_columns
 from train.distributed import cleanup, init_from_env
-from train.metrics import labels01, roc_points, summary
+from train.metrics import auc, labels01, roc_points, summary
 from train.scoring import load_detector, untrained_reason
 from train.videoscores import VideoScore, score_videos
 

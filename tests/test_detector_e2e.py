@@ -236,11 +236,12 @@ def test_finetune_evaluate_report_from_scratch_and_pretrained(proj, clips, capsy
     assert lomo["balance"]["finetune_fake"] == 3 and lomo["exclude_methods"] == ["Jitter"]
     assert set(df_lomo["method"].dropna()) == {"Jitter"} and (df_lomo["label"] == "real").sum() == 2
 
-    text = report.render(m, {"Jitter": m_lomo}, {"table1": {"name": "GRID + mouth artifacts"},
-                                                 "table2": {"methods": ["Seam", "Jitter"]}})
+    protocol = report.ProtocolParams(report.Table1Params("GRID + mouth artifacts"),
+                                     report.Table2Params(("Seam", "Jitter")))
+    text = report.render(m_pre, {"Jitter": m_lomo}, protocol, baselines={"scratch": m})
     assert "## Table 1: fine-tuned and tested on GRID + mouth artifacts" in text
     assert "| Seam | Jitter | Avg |" in text and "Seam: no result yet" in text and "| CREMA-D | Avg |" in text
-    assert "6 of 6 |" in text
+    assert "6 of 6 |" in text and "| scratch | scratch |" in text and "zero-shot AV mismatch" in text
     with capsys.disabled():
         def line(name, mm):
             o, c = mm["groups"]["finetune_test"]["overall"], mm.get("cross_dataset", {}).get("CREMA-D", {})

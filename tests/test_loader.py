@@ -25,7 +25,7 @@ NO_AUG = AugmentConfig(blur_prob=0, noise_prob=0, brightness=0)
 
 def LC(**kw) -> LoaderConfig:  # noqa: N802
     """The GRID test clips have 75 frames: below the default min_frames (100) of real pretraining."""
-    return LoaderConfig(**{"min_frames": 50, **kw})
+    return LoaderConfig(**{"min_frames": 50, "windows_per_clip": 1, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -177,8 +177,10 @@ def test_text_output_and_exit_status_of_the_command(scored, clips):
     assert "1 face track seen, at most 1 at once" in lines[1]
     assert lines[2].strip().startswith("frames 0-74 (0.0-3.0 s), face box x")
     cells = " | ".join(f"{c['start_s']:5.1f}s {c['probability']:.2f}" for c in real["timeline"])
-    assert lines[3:5] == ["  timeline (fake probability per second):", "    " + cells]
-    assert lines[5] == f"{missing}: cannot score: no such file"
+    # the project has no pretrained pair: the zero-shot score is absent, and says why
+    assert lines[3].startswith("  audio-visual mismatch: none (no audio-visual mismatch score: no pretrained encoder")
+    assert lines[4:6] == ["  timeline (fake probability per second):", "    " + cells]
+    assert lines[6] == f"{missing}: cannot score: no such file"
     assert "Traceback" not in proc.stderr
 
 

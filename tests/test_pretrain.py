@@ -157,7 +157,7 @@ def test_per_module_groups_and_the_collapse_guard():
 def test_params_are_typed_and_strict(tmp_path, w2v):
     model, cfg = load_configs(write_params(tmp_path / "p.yaml", w2v))
     assert model.video.trunk_widths == (8, 16, 16, 32) and cfg.data.window == 50 and cfg.data.augment.crop == 88
-    assert cfg.lr == LearningRates() and cfg.data.min_frames == 50
+    assert cfg.lr == LearningRates(video=1e-4) and cfg.data.min_frames == 50 and cfg.schedule == "epoch_decay"
     with pytest.raises(ValueError, match="unknown"):
         from_dict(PretrainConfig, {"lr": {"video": 0.1}, "learning_rate": 0.1})
     with pytest.raises(ValueError, match="is a section"):

@@ -59,9 +59,8 @@ def broadcast_from_main(x: float, info: DistInfo) -> float:
     """Rank 0's value on every rank (a decision made from what only rank 0 measured, e.g. val loss)."""
     if info.world == 1:
         return x
-    t = torch.tensor([x], dtype=torch.float64, device=info.device)
-    dist.broadcast(t, 0)
-    return float(t)
+    # a sum in which only rank 0 counts: the all-reduce the training loss already goes through
+    return all_reduce_mean(x if info.is_main else 0.0, info) * info.world
 
 
 def cleanup() -> None:

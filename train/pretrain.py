@@ -195,7 +195,11 @@ def evaluate(model: AVContrastiveModel, val_shards, cfg: PretrainConfig, info: D
     model.train(was_training)
     if len(keys) < 2:
         return {}
-    val_loss = float(InfoNCELoss(cfg.temperature)(zv, za))
+    # computed here, not with InfoNCELoss: under DDP that gathers from every rank, and only rank 0 is here
+    zv_n, za_n = torch.nn.functional.normalize(zv.float(), dim=-1), torch.nn.functional.normalize(za.float(), dim=-1)
+    logits, target = zv_n @ za_n.T / cfg.temperature, torch.arange(len(keys))
+    val_loss = float(0.5 * (torch.nn.functional.cross_entropy(logits, target)
+                            + torch.nn.functional.cross_entropy(logits.T, target)))
     return {**a2v_topk(za, zv), "val_loss": val_loss, "val_windows": len(keys), "chance_top1": 1 / len(keys)}
 
 

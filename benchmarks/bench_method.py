@@ -26,24 +26,23 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # test_main_job.copy_project: the project copy the tests run
 BIN = Path(sys.executable).parent
 COPIED = ("data", "data_manifests", "dvc.lock")  # what preprocessing made: reused, not rebuilt
 STAGES = ("pretrain", "av_mismatch", "finetune", "scratch", "evaluate", "lomo@jitter", "report")
 
 
 def copy_project(dst: Path) -> None:
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
-    for rel in tracked.stdout.split("\0"):
-        if rel and (ROOT / rel).is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dst / rel)
+    """The tests' project copy (tracked files in a fresh repository), plus the preprocessing outputs."""
+    from test_main_job import copy_project as copy_tracked
+
+    copy_tracked(dst)
     for rel in COPIED:
         src = ROOT / rel
         if src.is_dir():
             shutil.copytree(src, dst / rel, symlinks=True, dirs_exist_ok=True)
         elif src.is_file():
             shutil.copy2(src, dst / rel)
-    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)  # DVC wants a repository
 
 
 def set_seed(root: Path, seed: int) -> None:

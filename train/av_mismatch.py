@@ -122,10 +122,9 @@ def score_shards(model, config: dict, paths: list[str], params: MismatchParams, 
             print(f"av_mismatch: {n} segments ({n / (time.perf_counter() - t0):.1f}/s)", file=sys.stderr, flush=True)
     rows = []
     for row in videos.values():
-        ranks, energy = row.pop("ranks"), row.pop("energy")
-        reason = ("" if ranks else "the video has no audio" if not row.pop("has_audio") else
-                  f"no kept segment holds a whole {window}-frame window")
-        row.pop("has_audio", None)
+        ranks, energy, has_audio = row.pop("ranks"), row.pop("energy"), row.pop("has_audio")
+        reason = ("" if ranks else f"no kept segment holds a whole {window}-frame window" if has_audio else
+                  "the video has no audio")
         rows.append({**row, "av_mismatch": float(np.mean(ranks)) if ranks else np.nan, "av_windows": len(ranks),
                      "energy_correlation": float(np.mean(energy)) if energy else np.nan, "av_reason": reason})
     print(f"av_mismatch: {n} segments of {len(rows)} videos in {time.perf_counter() - t0:.1f} s", file=sys.stderr)

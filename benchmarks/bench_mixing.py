@@ -71,7 +71,7 @@ def loader_config(batch: int, workers: int, frames: int = 2, side: int = 16):
 
     names = {f.name for f in dataclasses.fields(LoaderConfig)}
     extra = {"min_frames": frames} if "min_frames" in names else {}
-    return LoaderConfig(window=frames, batch_size=batch, num_workers=workers,
+    return LoaderConfig(window=frames, windows_per_clip=1, batch_size=batch, num_workers=workers,
                         augment=AugmentConfig(crop=side - 2, blur_prob=0, noise_prob=0, brightness=0), **extra)
 
 

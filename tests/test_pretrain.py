@@ -166,11 +166,12 @@ def test_params_are_typed_and_strict(tmp_path, w2v):
 
 def test_resume_only_from_matching_params_and_shards(tmp_path):
     path = tmp_path / "last.pt"
-    assert load_resumable(path, "a", "b")[0] is None
-    save_atomic({"epoch": 3, "params_hash": "a", "shard_index_sha256": "b"}, path)
-    assert load_resumable(path, "a", "b")[0]["epoch"] == 3
-    state, why = load_resumable(path, "other", "b")
-    assert state is None and "starting fresh" in why
+    inputs = {"params_hash": "a", "shard_index_sha256": "b"}
+    assert load_resumable(path, inputs)[0] is None
+    save_atomic({"epoch": 3, **inputs}, path)
+    assert load_resumable(path, inputs)[0]["epoch"] == 3
+    state, why = load_resumable(path, {**inputs, "params_hash": "other"})
+    assert state is None and "starting fresh" in why and "params_hash a now other" in why
 
 
 @pytest.mark.slow  # end-to-end training

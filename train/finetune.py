@@ -9,12 +9,16 @@ stem and the ResNet trunk are frozen, their batch norms in eval mode. Per-layer 
 last backend layer 0.005, x0.9 per earlier layer. BCE on 1 s clips with the pretraining augmentations. After
 every epoch the val videos are scored (mean clip logit per video) and the epoch with the best val AUC is kept;
 training stops after `patience` epochs without a better one. OUT/detector.pt: weights, resolved config, params
-hash, sha256 of the shard lists, the val-chosen threshold and the history.
+hash, sha256 of the shard lists and of the encoder, the val-chosen threshold and the history.
+
+Every epoch ends with a checkpoint in OUT/state/last.pt (weights, optimizer, epoch, history, the selection
+state, RNG states). Rerunning after a kill resumes from it when the inputs are the same (params hash, both
+shard indexes, the encoder, the process count; else it starts fresh and says why) and writes the
+detector.pt an uninterrupted run writes, byte for byte. Once detector.pt is written the state is removed.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import time
@@ -26,6 +30,7 @@ from dvclive import Live
 
 from models.detector import Detector, DetectorConfig
 from preprocess.fileio import sha256_file
+from train.checkpoint import discard, load_resumable, rng_state, save_atomic, set_rng_state
 from train.clips import ClipLoaderConfig, LabelledClips, plan_balance, clip_loader
 from train.distributed import DistInfo, all_reduce_mean, cleanup, init_from_env, wrap_ddp
 from train.finetune_config import FinetuneConfig, FinetuneSetup, load_setup
@@ -147,6 +152,24 @@ def selection_key(record: dict) -> tuple[float, float] | None:
     return record["val_auc"], -record["val_loss"]
 
 
+def select(state: dict, record: dict, det: Detector, ft: FinetuneConfig) -> bool:
+    """One epoch's record into the selection state (state["best"]: key, val AUC, epoch, threshold and a CPU
+    copy of the weights; state["bad"]: epochs in a row without a better one); True when that stops training."""
+    best, epoch = state["best"], record["epoch"]
+    key = selection_key(record)
+    if key is None:  # no val videos of both classes: nothing to select on, the last epoch is kept
+        best.update(val_auc=None, epoch=epoch, val_threshold=record.get("val_threshold"), weights=None)
+        return False
+    if epoch + 1 < ft.min_epochs or best["key"] is None or key > best["key"]:
+        # before min_epochs every epoch replaces the kept one: the head is not trained yet
+        best.update(key=key, val_auc=record["val_auc"], epoch=epoch, val_threshold=record["val_threshold"],
+                    weights={k: v.detach().cpu().clone() for k, v in det.state_dict().items()})
+        state["bad"] = 0
+        return False
+    state["bad"] += 1
+    return state["bad"] >= ft.patience
+
+
 def log_epoch(live: Live | None, record: dict) -> None:
     if live is None:
         return
@@ -170,13 +193,20 @@ def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir:
     setup = load_setup(params, **overrides)
     ft = setup.finetune
     out_path = Path(out) / "detector.pt"
+    state_path = Path(out) / "state" / "last.pt"
+    if info.is_main:  # a DVC output of the stage: there (empty) even when nothing is trained
+        state_path.parent.mkdir(parents=True, exist_ok=True)
     train_entries = index_entries(index, "train")
     val_paths = [e["path"] for e in index_entries(index, "val")]
     excluded = tuple(ft.exclude_methods)
     hashes = {"finetune_index_sha256": sha256_file(index) if Path(index).is_file() else None,
               "pretrain_index_sha256": sha256_file(pretrain_index) if pretrain_index and Path(pretrain_index).is_file()
+              else None,
+              "encoder_sha256": sha256_file(ft.encoder) if ft.init == "pretrained" and Path(ft.encoder).is_file()
               else None}
     meta = {"params_hash": setup.hash(), "config": setup.resolved(), **hashes}
+    # what a checkpoint must have been written for to be resumed: same params, shards, encoder, process count
+    inputs = {"params_hash": meta["params_hash"], **hashes, "processes": info.world}
     plan = plan_balance(train_entries, index_entries(pretrain_index, "train") if pretrain_index else [],
                         ft.balance, excluded)
     if plan.counts["finetune_fake"] == 0 or plan.counts["finetune_real"] + plan.counts["per_epoch_real"] == 0:
@@ -188,6 +218,7 @@ def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir:
         if info.is_main:
             print(f"finetune: nothing to do: {why}", flush=True)
             save_untrained(out_path, why, meta)
+            discard(state_path)
             _empty_live(live_dir)
         cleanup()
         return {"trained": False, "reason": why}
@@ -201,19 +232,30 @@ def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir:
                        excluded, ft.seed, info.rank, info.world,
                        expected_samples=plan.counts["per_epoch_real"] + plan.counts["per_epoch_fake"])
     loader = clip_loader(ds, pin_memory=info.device.type == "cuda")
+    state, why = load_resumable(state_path, inputs)
     if info.is_main:
         n_train = sum(p.numel() for g in opt.param_groups for p in g["params"])
         print(f"finetune: init {ft.init}, {info.world} process(es) on {info.device}, {n_train / 1e6:.2f}M trainable "
               f"parameters; {plan.note}; excluded methods {list(excluded)}; {ds.batches_per_rank} batches per "
               f"epoch and rank; {len(val_paths)} val shards", flush=True)
+        print(f"finetune: {why}", flush=True)
+    if state is None:
+        state = {**inputs, "epoch": -1, "done": False, "history": [], "bad": 0,
+                 "best": {"key": None, "val_auc": None, "epoch": -1, "weights": None, "val_threshold": None}}
+    else:
+        det.load_state_dict(state.pop("model"))
+        opt.load_state_dict(state.pop("optimizer"))
+        set_rng_state(state.pop("rng"))  # (each epoch reseeds from (seed, epoch, rank) anyway)
     live = Live(live_dir, save_dvc_exp=False, dvcyaml=None) if info.is_main and live_dir else None
     if live is not None:
         live.log_params({"params_hash": meta["params_hash"], "init": ft.init, "balance": ft.balance,
                          "exclude_methods": ",".join(excluded)})
+        for record in state["history"]:  # a resumed run's curves are whole
+            log_epoch(live, record)
 
-    best = {"key": None, "val_auc": None, "epoch": -1, "weights": None, "val_threshold": None}
-    history, bad = [], 0
-    for epoch in range(ft.epochs):
+    best, history = state["best"], state["history"]
+    epoch = state["epoch"] + 1
+    while not state["done"] and epoch < ft.epochs:
         torch.manual_seed(ft.seed * 1_000_003 + epoch * 1009 + info.rank)
         record = {"epoch": epoch, **train_epoch(model, det, opt, loader, ds, epoch, ft, info)}
         record.update(validate(det, val_paths, ft, info))
@@ -223,22 +265,16 @@ def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir:
             print(f"epoch {epoch} done: " + " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                                     for k, v in {**record, "seconds": seconds}.items()), flush=True)
         log_epoch(live, record)
-        key = selection_key(record)
-        if key is None:  # no val videos of both classes: nothing to select on, the last epoch is kept
-            best.update(val_auc=None, epoch=epoch, val_threshold=record.get("val_threshold"), weights=None)
-            continue
-        if epoch + 1 < ft.min_epochs or best["key"] is None or key > best["key"]:
-            # before min_epochs every epoch replaces the kept one: the head is not trained yet
-            best.update(key=key, val_auc=record["val_auc"], epoch=epoch, val_threshold=record["val_threshold"],
-                        weights=copy.deepcopy({k: v.detach().cpu() for k, v in det.state_dict().items()}))
-            bad = 0
-        else:
-            bad += 1
-            if bad >= ft.patience:
-                if info.is_main:
-                    print(f"early stop: no better val AUC (or val loss at the same AUC) for {bad} epochs (best "
-                          f"{best['val_auc']:.4f} in epoch {best['epoch']})", flush=True)
-                break
+        stop = select(state, record, det, ft)
+        if stop and info.is_main:
+            print(f"early stop: no better val AUC (or val loss at the same AUC) for {state['bad']} epochs (best "
+                  f"{best['val_auc']:.4f} in epoch {best['epoch']})", flush=True)
+        state["done"] = stop or epoch + 1 >= ft.epochs
+        state["epoch"] = epoch
+        if info.is_main:
+            save_atomic({**state, "model": det.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state()},
+                        state_path)
+        epoch += 1
     if best["weights"] is not None:
         det.load_state_dict(best["weights"])
     summary = {"trained": True, "best_epoch": best["epoch"], "val_auc": best["val_auc"],
@@ -246,6 +282,7 @@ def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir:
                "init": ft.init, "exclude_methods": list(excluded)}
     if info.is_main:
         save_detector(out_path, det, {**meta, **summary})
+        discard(state_path)  # after detector.pt: a kill between the two resumes into the finished state
         if live is not None:
             live.summary["best_val_auc"] = best["val_auc"]
             live.end()

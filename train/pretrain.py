@@ -244,7 +244,7 @@ def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = AVContrastiveModel(model_cfg).to(info.device)
     opt = make_optimizer(model, cfg)
-    state, why = load_resumable(state_path, params_hash, index_sha)
+    state, why = load_resumable(state_path, {"params_hash": params_hash, "shard_index_sha256": index_sha})
     if info.is_main:
         print(f"{why} ({info.world} process(es), device {info.device}, params {params_hash})", flush=True)
         print(model.audio.describe(), flush=True)

@@ -206,8 +206,10 @@ def test_short_cpu_run_lowers_loss_and_retrieval_rises(tmp_path, data):
 @pytest.mark.slow  # end-to-end training, twice
 def test_kill_in_epoch_2_then_resume_gives_the_uninterrupted_weights(tmp_path, data):
     # batch 2: three steps per epoch, so the kill lands inside the second epoch; dropout on so the
-    # RNG replay matters
-    kw = {"epochs": 3, "eval_every": 100, "data": {"window": 25, "batch_size": 2, "augment": {}}, "video": {"dropout": 0.1}}
+    # RNG replay matters; a persistent loader worker (its iterator, made at the resumed epoch, must not draw
+    # from the global generator)
+    kw = {"epochs": 3, "eval_every": 100, "data": {"window": 25, "batch_size": 2, "augment": {}, "num_workers": 1},
+          "video": {"dropout": 0.1}}
     params = write_params(tmp_path / "params.yaml", data, **kw)
     index = data / "index_noval.json"
     run_trainer(params, index, tmp_path / "a")
@@ -232,6 +234,7 @@ def test_kill_in_epoch_2_then_resume_gives_the_uninterrupted_weights(tmp_path, d
         for k, v in a[part].items():
             assert torch.equal(v, b[part][k]), (part, k)
     assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+    assert (tmp_path / "a" / "encoder.pt").read_bytes() == (tmp_path / "b" / "encoder.pt").read_bytes()
     rows = (tmp_path / "live_b" / "plots" / "metrics" / "train" / "loss.tsv").read_text().strip().splitlines()
     assert len(rows) == 1 + 3  # the resumed run's curve is whole
 

@@ -167,10 +167,7 @@ class LabelledClips(EpochBatches):
 
 def clip_loader(ds: LabelledClips, pin_memory: bool = False) -> DataLoader:
     workers = min(ds.cfg.num_workers, ds.batches_per_rank)
-    # persistent, like pretraining's loader: no worker start-up (seconds of imports) every epoch.
-    # generator: a DataLoader draws its workers' base seed when it makes an iterator, and persistent workers
-    # make it once, at the first epoch a process runs; drawn from the global torch generator, that draw would
-    # shift a resumed run's dropout in the epoch it resumes at. The clips' randomness is LabelledClips' own.
+    # persistent and with a generator of its own, like pretraining's loader (train.data.train_loader says why)
     return DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory,
                       multiprocessing_context="spawn" if workers else None, persistent_workers=workers > 0,
                       generator=torch.Generator().manual_seed(ds.seed))

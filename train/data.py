@@ -270,9 +270,13 @@ def train_loader(shards: list[ShardInfo], cfg: LoaderConfig, seed: int, rank: in
     workers = min(cfg.num_workers, ds.batches_per_rank)  # idle workers would only cost start-up time
     # spawn, not fork: forking a process that already runs torch threads (or CUDA) is unsafe.
     # persistent: workers live across epochs (no seconds of start-up per epoch); set_epoch reaches
-    # them through shared memory.
+    # them through shared memory. generator: the workers' base seed, drawn when the loader makes its iterator
+    # (for persistent workers once, at the first epoch a process runs), comes from a generator of its own;
+    # from the global one it would shift the dropout of the epoch a resumed run starts at. The windows'
+    # randomness is TrainWindows' own.
     loader = DataLoader(ds, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                        multiprocessing_context="spawn" if workers else None, persistent_workers=workers > 0)
+                        multiprocessing_context="spawn" if workers else None, persistent_workers=workers > 0,
+                        generator=torch.Generator().manual_seed(seed))
     return loader, ds
 
 

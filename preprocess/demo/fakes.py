@@ -1,8 +1,12 @@
-"""Artifacts of lip-sync deepfakes, applied to the mouth region of rendered real frames.
+"""Artifacts of lip-sync deepfakes: how the generated mouth moves, and how it is pasted into the real frames.
 
-Each returns new frames that differ from the input only in a box around the mouth (see `mouth_box`).
-The third method of the demo, lip-sync mismatch, is not a pixel artifact: the face is rendered with the mouth
-driven by a different utterance than the one heard (see plan.render_clip).
+A generator re-draws the mouth, so a fake differs from its real clip twice: its mouth motion (the openness curve
+the face is rendered with: `jittered_openness`, `damped_openness`) and its pixels around the mouth (`lowres_seam`,
+`jitter`, which change only a box around the mouth, see `mouth_box`). The motion part is what a lip-motion
+detector is built to see: pixel artifacts alone are what the pretraining augmentations (blur, noise, brightness,
+random crop) and a frozen frontend are meant to be robust to (paper Sec. 4.5.3).
+The third method, lip-sync mismatch, has no artifact of either kind: the mouth is driven by a different utterance
+than the one heard (see plan.render_clip).
 """
 from __future__ import annotations
 
@@ -19,6 +23,25 @@ def mouth_box(centre: np.ndarray, mouth_width: float, factor: float, shape: tupl
     x0, y0 = int(round(cx - half)), int(round(cy - half * 0.85))
     x1, y1 = int(round(cx + half)), int(round(cy + half * 1.15))  # reach the lower lip and chin
     return max(x0, 0), max(y0, 0), min(x1, shape[1]), min(y1, shape[0])
+
+
+def jittered_openness(openness: np.ndarray, rng: np.random.Generator, spread: tuple[float, float] = (1.2, 1.6),
+                      window: int = 6) -> np.ndarray:
+    """A mouth generated frame by frame, without a model of when speech pauses: the true openness plus a
+    tremble that never lets the lips close, the magnitude of noise averaged over `window` frames (a few hertz,
+    as a generator's short temporal input makes it) and scaled per clip by a factor drawn from `spread`.
+    Zero-mean or per-frame wobble of the same size is not enough: a lip-motion frontend trained on real speech
+    averages it away (its 3D stem spans 5 frames), and the detector then sees only the pixel jitter, which its
+    frozen frontend was pretrained to ignore."""
+    noise = np.convolve(rng.standard_normal(len(openness) + window - 1), np.ones(window) / window, mode="valid")
+    return np.clip(openness + rng.uniform(*spread) * np.abs(noise), 0, 1)
+
+
+def damped_openness(openness: np.ndarray, gain: float = 0.5, window: int = 5) -> np.ndarray:
+    """A low-resolution generator's under-articulated mouth: the opening smoothed over `window` frames
+    (centred, so it stays in sync) and scaled by `gain`, so the mouth never opens wide or closes sharply."""
+    padded = np.pad(openness, window // 2, mode="edge")
+    return gain * np.convolve(padded, np.ones(window) / window, mode="valid")
 
 
 def lowres_seam(frames: np.ndarray, mouth: np.ndarray, mouth_width: float, rng: np.random.Generator,

@@ -99,9 +99,11 @@ def render_clip(params: DemoParams, clip: Clip) -> tuple[np.ndarray, dict[str, n
     for k, method in enumerate(clip.methods):
         rng = clip_rng(params, clip, 3 + k)
         if method == "lowres_seam":
-            videos[method] = fakes.lowres_seam(real.frames, real.mouth, real.mouth_width, rng)
+            damped = animate.render(face, fakes.damped_openness(openness), framing, params.size)
+            videos[method] = fakes.lowres_seam(damped.frames, damped.mouth, damped.mouth_width, rng)
         elif method == "jitter":
-            videos[method] = fakes.jitter(real.frames, real.mouth, real.mouth_width, rng)
+            twitching = animate.render(face, fakes.jittered_openness(openness, rng), framing, params.size)
+            videos[method] = fakes.jitter(twitching.frames, twitching.mouth, twitching.mouth_width, rng)
         elif method == "lipsync":  # the mouth follows another utterance of the same voice
             other = speech.synthesise(params.seconds, params.sample_rate, voice, clip_rng(params, clip, 2)).audio
             driver = speech.frame_envelope(other, params.sample_rate, params.fps, n)

@@ -1,12 +1,13 @@
-"""Does the default schedule learn? The pretraining loss curve of the paper's R18 + 6-layer transformer
-video encoder on CPU, with a small batch, from the params' learning rates and warm-up.
+"""Does the default schedule learn? The pretraining loss curve of params.yaml's video encoder (the paper's
+R18 + 6-layer transformer after `pipeline params apply params/paper.yaml`) on CPU, with a small batch, from
+the params' learning rates and warm-up.
 
     python benchmarks/bench_pretrain_curve.py [--steps 300] [--batch 6] [--threads 2] [--out curve.json]
 
 Data: the shards the pipeline makes from the shared GRID clips (6 speakers; built once in a scratch project,
 as the tests build it), random 2 s windows with the default augmentation, through the real loader.
 On a GPU (when one is visible) it runs there with bf16 autocast.
-Model: params.yaml's video encoder (R18 + L6 unless --video tiny) and a randomly initialised wav2vec2
+Model: params.yaml's video encoder (or the tiny one with --video tiny) and a randomly initialised wav2vec2
 (model.audio.pretrained: false) of --audio-size. Optimizer, per-module rates, warm-up, clipping and the
 collapse guard are the trainer's own functions; the per-epoch decay is left out (a few hundred steps are
 one epoch of a real corpus). Prints the loss every --every steps (mean of the last --every) beside

@@ -5,8 +5,9 @@
 
 Torchrun works as for pretraining (`python -m train.launch train.finetune ...`). The encoder comes from
 artifacts/pretrain/encoder.pt (`finetune.init: pretrained`) or from random weights (`init: scratch`); the 3D
-stem and the ResNet trunk are frozen, their batch norms in eval mode. Per-layer learning rates: head 0.01,
-last backend layer 0.005, x0.9 per earlier layer. BCE on 1 s clips with the pretraining augmentations. After
+stem is frozen, and the ResNet trunk too with `finetune.freeze: stem_trunk` (the paper), frozen modules' batch
+norms in eval mode. Per-layer learning rates: head, last backend layer, x`layer_decay` per earlier layer (the
+trunk, when it trains, one step below the first). BCE on 1 s clips with the pretraining augmentations. After
 every epoch the val videos are scored (mean clip logit per video) and the epoch with the best val AUC is kept;
 training stops after `patience` epochs without a better one. OUT/detector.pt: weights, resolved config, params
 hash, sha256 of the shard lists and of the encoder, the val-chosen threshold and the history.
@@ -40,7 +41,7 @@ from train.videoscores import score_videos
 
 
 def build_detector(setup: FinetuneSetup) -> Detector:
-    """The detector with the pretrained (or random) encoder and a new head, stem and trunk frozen."""
+    """The detector: the pretrained (or random) encoder, a new head, the frontend frozen as `finetune.freeze` says."""
     ft = setup.finetune
     a = setup.augment
     det = Detector(setup.video, DetectorConfig(hidden=ft.head.hidden, dropout=ft.head.dropout, clip=ft.clip,

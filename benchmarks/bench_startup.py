@@ -150,7 +150,10 @@ def probe(stage: str, corpus: str) -> None:
 
 # ---- the driver ----
 
-def make_project(root: Path, code: Path, clip: Path, inprocess_below: int | None) -> dict:
+def make_project(root: Path, code: Path, clips: list[Path], inprocess_below: int | None,
+                 corpus: str = CORPUS) -> dict:
+    """A scratch project with the code of `code`, its dvc.yaml and params.yaml, and `clips` (symlinked) as its
+    only corpus; returns the environment to run it in (a timing `python` shim first on PATH)."""
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(code / name if (code / name).exists() else REPO / name, root / name)
     for package in CODE:
@@ -163,7 +166,8 @@ def make_project(root: Path, code: Path, clip: Path, inprocess_below: int | None
         params.setdefault("cluster", {})["inprocess_below"] = inprocess_below
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / "raw").mkdir()
-    (root / "raw" / clip.name).symlink_to(clip)
+    for clip in clips:
+        (root / "raw" / clip.name).symlink_to(clip)
     (root / "data_manifests").mkdir()
     bin_dir = root / ".bench"
     bin_dir.mkdir()
@@ -173,7 +177,8 @@ def make_project(root: Path, code: Path, clip: Path, inprocess_below: int | None
     shim.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": str(root), "AVLIPS_ROOT": str(root)}
-    run([sys.executable, "-m", "pipeline", "corpus", "add", CORPUS, "raw", "--pattern", clip.name,
+    pattern = clips[0].name if len(clips) == 1 else "*"
+    run([sys.executable, "-m", "pipeline", "corpus", "add", corpus, "raw", "--pattern", pattern,
          "--role", "pretrain", "--label", "real"], root, env)
     run(["dvc", "init", "--no-scm", "-q"], root, env)
     return env
@@ -278,7 +283,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
             root = Path(tmp) / "project"
             root.mkdir()
-            env = make_project(root, args.code.resolve(), args.clip.resolve(), MODES[mode])
+            env = make_project(root, args.code.resolve(), [args.clip.resolve()], MODES[mode])
             env["AVLIPS_WORKERS"] = str(args.workers)
             totals, plains, cpus = [], [], []
             for i in range(args.repeat):

@@ -153,7 +153,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-peer", action="store_true", help="time this project only")
     parser.add_argument("--inprocess-below", type=int, help="cluster.inprocess_below for this project "
-                        "(0: a LocalCluster per stage, as before 2026-12-07; default: the shipped params)")
+                        "(0: always a LocalCluster; a number above the corpus's size: every stage in its own "
+                        "process; default: the shipped params)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-vs-auto-avsr-") as tmp:
         tmp = Path(tmp)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -40,7 +39,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from bench_startup import STAGES, make_project, run  # noqa: E402  (the scratch project and its timing shim)
+from bench_startup import STAGES, children_cpu, make_project, reset  # noqa: E402  (scratch project, timing shim)
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = REPO.parent / "shared" / "testdata"
@@ -54,6 +53,7 @@ REENCODED = {
     "sq512_a.mp4": ("grid/lbax4n.mpg", "crop=288:288,scale=512:512", "30"),
     "sq512_b.mp4": ("grid/lbbc2a.mpg", "crop=288:288,scale=512:512", "30"),
 }
+REENCODED_KINDS = ("hd720", "hd1080", "sq512")
 
 
 def mixed_corpus(folder: Path) -> list[Path]:
@@ -92,9 +92,12 @@ def demo_corpus(folder: Path) -> list[Path]:
     return videos
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def video_kind(video_id: str) -> str:
+    """Which kind of the mixed corpus a video is (demo videos count as grid-like "other")."""
+    for prefix in REENCODED_KINDS:
+        if video_id.startswith(prefix):
+            return prefix
+    return "cremad" if video_id[:4].isdigit() else "grid" if video_id[:6].isalnum() else "other"
 
 
 def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float, subprocess.CompletedProcess]:
@@ -107,10 +110,7 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float, subproces
 
 
 def ours(root: Path, env: dict) -> tuple[float, float, dict]:
-    for name in ("data", "logs", "dvc.lock"):
-        path = root / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    (root / ".bench" / "commands.log").unlink(missing_ok=True)
+    reset(root)
     wall, cpu, done = timed(["dvc", "repro", "--glob", f"crop@{CORPUS}"], root, env)
     stages: dict = {}
     for line in (root / ".bench" / "commands.log").read_text().splitlines():
@@ -122,11 +122,8 @@ def ours(root: Path, env: dict) -> tuple[float, float, dict]:
         table = pd.read_parquet(timings) if timings.exists() else None
         stages[stage]["work"] = float(table.seconds.sum()) if table is not None else float("nan")
         stages[stage]["ok"] = int((table.status == "ok").sum()) if table is not None else 0
-        if table is not None:  # per kind of video (the name before its last "_" or its digits)
-            kinds = table.video_id.str.extract(r"^(hd720|hd1080|sq512|\d{4}_|[a-z]{4}\d)")[0].fillna("other")
-            kinds = kinds.replace({k: "cremad" for k in kinds if k.endswith("_")})
-            kinds = kinds.where(kinds.isin(["hd720", "hd1080", "sq512", "cremad"]), "grid")
-            stages[stage]["kinds"] = table.seconds.groupby(kinds).sum().round(2).to_dict()
+        if table is not None:
+            stages[stage]["kinds"] = table.seconds.groupby(table.video_id.map(video_kind)).sum().round(2).to_dict()
     return wall, cpu, stages
 
 

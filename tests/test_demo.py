@@ -100,7 +100,7 @@ def test_fakes_change_the_mouth_and_below_and_nothing_above(tiny):
         diff = np.abs(videos[method].astype(np.int16) - real).max(-1)
         above = np.zeros(diff.shape, bool)
         for t, centre in enumerate(rendered.mouth):
-            x0, y0, x1, y1 = fakes.mouth_box(centre, rendered.mouth_width, 3.2, real.shape[1:3])
+            _, y0, _, _ = fakes.mouth_box(centre, rendered.mouth_width, 3.2, real.shape[1:3])
             above[t, :y0] = True
             inside = fakes.mouth_box(centre, rendered.mouth_width, factor, real.shape[1:3])
             assert diff[t, inside[1]:inside[3], inside[0]:inside[2]].mean() > 0 or openness[t] == 0, method

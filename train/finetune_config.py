@@ -23,7 +23,7 @@ class FinetuneConfig:
     encoder: str = "artifacts/pretrain/encoder.pt"
     seed: int = 0
     epochs: int = 15                  # upper bound; early stopping on val AUC usually ends the run
-    freeze: str = "stem_trunk"        # stem_trunk (paper: only backend and head learn) | stem (the trunk too)
+    freeze: str = "stem"              # stem (the trunk fine-tunes too) | stem_trunk (paper: only backend and head learn)
     lr_head: float = 0.001            # MLP head (paper Sec. 3.3: 0.01, params/paper.yaml)
     lr_last_layer: float = 0.0005     # last transformer layer (last TCN block for mstcn; paper: 0.005)
     layer_decay: float = 0.9          # x this per earlier layer

@@ -3,9 +3,10 @@
 Where the work runs: an existing scheduler when an address is given (CLI --scheduler, $DASK_SCHEDULER_ADDRESS
 or `cluster.scheduler`: workers started by hand, dask-kubernetes ...), a dask-jobqueue SLURMCluster when
 `cluster.kind` (or $AVLIPS_CLUSTER) is `slurm`, otherwise an embedded LocalCluster of single-threaded
-worker processes. A local stage with fewer than `cluster.inprocess_below` videos left to do starts no cluster
-at all: its stage process runs them itself, one after the other (StageCluster, pipeline/runner.py), since
-starting workers and loading their models costs more than a few videos. All of it is runtime settings: the `cluster:` section of params.yaml is listed by no
+worker processes. A local stage with fewer than `cluster.inprocess_below` videos left to do, or with one
+worker, starts no cluster at all: its stage process runs them itself, one after the other (StageCluster,
+pipeline/runner.py), since starting workers and loading their models costs more than a few videos, and one
+worker process runs no faster than the stage process. All of it is runtime settings: the `cluster:` section of params.yaml is listed by no
 stage in dvc.yaml and enters no fingerprint, so it never changes results or DVC hashes.
 
 On connecting: fail in one plain line when the scheduler cannot be reached (`connect_timeout`) or has no
@@ -57,7 +58,7 @@ class ClusterSettings:
     connect_timeout: float = 3.0   # s: an unreachable scheduler is an error after this (and dask's reconnect window)
     worker_timeout: float = 120.0  # s: a scheduler with no worker is an error after this
     memory_limit: str = "auto"     # per local worker ("auto": the machine's memory / workers), e.g. 8GiB
-    inprocess_below: int = 4       # local: fewer videos to do than this run in the stage process (0: never)
+    inprocess_below: int = 4       # local: fewer videos to do than this (or one worker): the stage process (0: never)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
 
@@ -98,7 +99,12 @@ class StageCluster:
 
     def in_process(self, videos: int, crashed_before: bool = False) -> bool:
         return (self.client is None and not crashed_before and self.local()
-                and videos < self.settings.inprocess_below)
+                and self.settings.inprocess_below > 0  # 0: never
+                and (videos < self.settings.inprocess_below or self.one_worker()))
+
+    def one_worker(self) -> bool:
+        """A local cluster of one worker runs no faster than this process and costs its start."""
+        return (self.workers or default_workers()) == 1
 
     def client_for(self, videos: int, crashed_before: bool = False) -> "Client | None":
         if self.in_process(videos, crashed_before):

@@ -170,8 +170,8 @@ def _run_in_process(stage, corpus, todo, work) -> list[StatusRecord]:
     """The same per-video path as a worker's (claims, records), one video after another in this process:
     no worker start or model load per process. A video that kills the process leaves its claim, so the
     next run of the stage takes the cluster and its crash guard."""
-    print(f"{stage}@{corpus}: {len(todo)} videos in this process (fewer than cluster.inprocess_below)",
-          file=sys.stderr)
+    print(f"{stage}@{corpus}: {len(todo)} videos in this process (one worker, or fewer videos than "
+          f"cluster.inprocess_below)", file=sys.stderr)
     results = []
     with tqdm(total=len(todo), desc=f"{stage}@{corpus}", unit="video", file=sys.stderr) as bar:
         for task in todo:

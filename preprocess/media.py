@@ -1,30 +1,98 @@
 """Reading the resample stage's outputs: frames of the 25 fps video in batches, and the 16 kHz audio."""
 from __future__ import annotations
 
+import functools
 import wave
 from pathlib import Path
 from typing import Callable, Iterator
 
 import av
+import cv2
 import numpy as np
 
 from preprocess.contract import SAMPLE_RATE
 
 
-def _decoded_batches(video: Path, batch: int, to_array: Callable) -> Iterator[np.ndarray]:
-    """The one decode loop: each frame of the first video stream through `to_array`, stacked `batch` at a time
-    (bounded memory), with the decoder's own threads."""
+def iter_video_frames(video: Path) -> Iterator[av.VideoFrame]:
+    """The one decode loop: every frame of the first video stream, in order, as the decoder gives it (its
+    own pixel format: no conversion), with the decoder's own threads."""
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        buffer: list[np.ndarray] = []
-        for frame in container.decode(stream):
-            buffer.append(to_array(frame))
-            if len(buffer) == batch:
-                yield np.stack(buffer)
-                buffer = []
-        if buffer:
+        yield from container.decode(stream)
+
+
+def _decoded_batches(video: Path, batch: int, to_array: Callable) -> Iterator[np.ndarray]:
+    """Each frame through `to_array`, stacked `batch` at a time (bounded memory)."""
+    buffer: list[np.ndarray] = []
+    for frame in iter_video_frames(video):
+        buffer.append(to_array(frame))
+        if len(buffer) == batch:
             yield np.stack(buffer)
+            buffer = []
+    if buffer:
+        yield np.stack(buffer)
+
+
+# Planar YUV formats whose region can be cut from the planes and converted alone (PyAV builds frames of these
+# from arrays), with their chroma subsampling (x, y).
+_PLANAR_YUV = {"yuv420p": (2, 2), "yuvj420p": (2, 2), "yuv444p": (1, 1), "yuvj444p": (1, 1)}
+
+
+def _frame_of_planes(planes: list[np.ndarray], pixel_format: str) -> av.VideoFrame:
+    """A frame of `pixel_format` from its Y, U, V planes, in the array layout PyAV takes for that format."""
+    if _PLANAR_YUV[pixel_format] == (1, 1):
+        return av.VideoFrame.from_ndarray(np.stack(planes), format=pixel_format)  # (3, H, W)
+    width = planes[0].shape[1]  # 4:2:0: the planes one after the other, as rows of the luma's width
+    return av.VideoFrame.from_ndarray(np.concatenate([p.ravel() for p in planes]).reshape(-1, width),
+                                      format=pixel_format)
+
+
+@functools.lru_cache(maxsize=16)
+def _gray_of_luma(pixel_format: str, colorspace, color_range) -> np.ndarray:
+    """swscale's YUV -> gray as a table of the luma (it reads nothing else): the 256 luma values converted by
+    swscale itself, once per format and range."""
+    sx, sy = _PLANAR_YUV[pixel_format]
+    luma = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    chroma = np.full((16 // sy, 16 // sx), 128, np.uint8)
+    ramp = _frame_of_planes([luma, chroma, chroma], pixel_format)
+    ramp.colorspace, ramp.color_range = colorspace, color_range
+    return ramp.to_ndarray(format="gray").ravel()
+
+
+def frame_region(frame: av.VideoFrame, region: tuple[int, int, int, int], fmt: str) -> tuple[np.ndarray, int, int]:
+    """The pixels of `frame` inside region = (x0, y0, x1, y1) (clipped to the frame) as `fmt` ("gray" or
+    "rgb24"), and the (x, y) of the array's top-left corner in the frame.
+
+    Converting only the region costs its area instead of the frame's: at 1080p a mouth or face is a few
+    percent of the frame. The region is widened to an even origin and whole chroma blocks, cut from the decoder's planes and
+    converted by the same swscale call as a whole frame (gray: through the table of swscale's own luma ->
+    gray, the one thing it reads): byte for byte the pixels of
+    `frame.to_ndarray(format=fmt)[y0:y1, x0:x1]` (swscale's same-size YUV -> RGB/gray is per pixel, each
+    taking the chroma sample of its block). Other pixel formats convert the whole frame and slice it.
+    """
+    width, height = frame.width, frame.height
+    x0, y0, x1, y1 = (int(v) for v in region)
+    x0, y0 = min(max(x0, 0), width - 1), min(max(y0, 0), height - 1)
+    x1, y1 = min(max(x1, x0 + 1), width), min(max(y1, y0 + 1), height)  # at least one pixel
+    x0, y0 = x0 - x0 % 2, y0 - y0 % 2  # an even origin: shifting by it keeps round-half-even ties of a shifted box
+    sub = _PLANAR_YUV.get(frame.format.name)
+    if sub is not None:
+        sx, sy = sub
+        x1, y1 = x1 + (-x1) % sx, y1 + (-y1) % sy
+    if sub is None or x1 > width or y1 > height:  # an odd frame edge: no whole chroma block there
+        return frame.to_ndarray(format=fmt)[y0:y1, x0:x1], x0, y0
+    if fmt == "gray":
+        luma = np.frombuffer(frame.planes[0], np.uint8).reshape(frame.planes[0].height, -1)
+        return cv2.LUT(luma[y0:y1, x0:x1], _gray_of_luma(frame.format.name, frame.colorspace, frame.color_range)), x0, y0
+    planes = []
+    for index, plane in enumerate(frame.planes[:3]):
+        step_x, step_y = (1, 1) if index == 0 else (sx, sy)
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        planes.append(rows[y0 // step_y:y1 // step_y, x0 // step_x:x1 // step_x])
+    small = _frame_of_planes(planes, frame.format.name)
+    small.colorspace, small.color_range = frame.colorspace, frame.color_range
+    return small.to_ndarray(format=fmt), x0, y0
 
 
 def iter_frame_batches(video: Path, batch: int = 64, gray: bool = False) -> Iterator[np.ndarray]:

@@ -1,5 +1,6 @@
-"""Small work runs in the stage process (cluster.inprocess_below): the same bytes as on a LocalCluster, no
-cluster started, and a video that kills the stage process gets the cluster's crash guard on the next run."""
+"""Small work, or work for one worker, runs in the stage process (cluster.inprocess_below): the same bytes
+as on a LocalCluster, no cluster started, and a video that kills the stage process gets the cluster's crash
+guard on the next run."""
 from __future__ import annotations
 
 import os
@@ -41,10 +42,15 @@ sys.exit(main(sys.argv[2:]))
 
 
 def test_who_runs_the_work():
-    local = StageCluster(settings=ClusterSettings(inprocess_below=4))
+    local = StageCluster(workers=2, settings=ClusterSettings(inprocess_below=4))  # two workers: by the count
     assert local.in_process(3) and not local.in_process(4)
     assert not local.in_process(1, crashed_before=True)  # a run that died mid-video: the crash guard
     assert not StageCluster(settings=ClusterSettings(inprocess_below=0)).in_process(1)
+    one_worker = StageCluster(workers=1, settings=ClusterSettings(inprocess_below=4))
+    assert one_worker.in_process(1000)  # one worker process is no faster than this one
+    assert not one_worker.in_process(1000, crashed_before=True)
+    assert not StageCluster(workers=2, settings=ClusterSettings(inprocess_below=4)).in_process(1000)
+    assert not StageCluster(workers=1, settings=ClusterSettings(inprocess_below=0)).in_process(1)
     # the user chose where the work runs: a scheduler address or SLURM always gets the cluster
     assert not StageCluster("tcp://127.0.0.1:1", settings=ClusterSettings()).in_process(1)
     assert not StageCluster(settings=ClusterSettings(scheduler="tcp://127.0.0.1:1")).in_process(1)

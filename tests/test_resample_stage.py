@@ -86,7 +86,7 @@ def test_changed_params_redo_and_removed_videos_are_pruned(project, clips, dask_
     assert len(list((out / "video").iterdir())) == 1
 
 
-@pytest.mark.slow  # a stage process on its cluster, killed, then rerun
+@pytest.mark.slow  # a stage process (one worker: it runs the videos itself), killed, then rerun on its cluster
 def test_killed_run_resumes_without_corrupt_outputs(project):
     raw = project / "raw"
     for i in range(8):  # 29.97 fps sources, so each one is re-encoded and takes a moment

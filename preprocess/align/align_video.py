@@ -1,6 +1,7 @@
 """Align one video in a single decode: landmarks, gaps, smoothing and transforms (no pixels are kept).
 
-While decoding, each tracked frame gives its 68 landmarks, computed on the full frame inside the tracked box.
+While decoding, each tracked frame gives its 68 landmarks, computed on the region of the frame the landmarker
+reads around the tracked box (only that region is converted from the decoder's YUV: media.frame_region).
 Once the whole track is known, landmarks are interpolated / split / smoothed and the transforms estimated.
 The crop stage renders the mouths later, warping the full frames with the frame -> crop transforms stored
 here (preprocess/crop/render.py): one resampling step, and the align output stays small (about 1.5 kB a
@@ -33,7 +34,7 @@ from preprocess.align import geometry, mouth
 from preprocess.align.align_params import AlignParams
 from preprocess.align.npz import save_npz
 from preprocess.align.smoothing import interpolate, landmark_outliers, smooth_landmarks, split_pieces
-from preprocess.media import iter_frame_batches
+from preprocess.media import frame_region, iter_video_frames
 
 BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
 TRACK_FIELDS = ("sync_method", "sync_offset", "sync_confidence", "speaker_ambiguous", "audio_shift_frames",
@@ -66,7 +67,11 @@ def plausible(landmarks: np.ndarray, boxes: np.ndarray, scores: np.ndarray | Non
 
 
 def decode_tracked(video: Path, rows: pd.DataFrame, params: AlignParams, landmarker):
-    """One pass over the video: landmarks (and scores) for every row (one tracked frame) of `rows`."""
+    """One pass over the video: landmarks (and scores) for every row (one tracked frame) of `rows`.
+
+    Each row's frame region (landmarker.region of its box) is cut out and given to the landmarker with the
+    box in region pixels; rows go to it in groups of the frames of `params.batch_size` consecutive decoded
+    frames (dlib's box calibration and FAN's forward batch work per group)."""
     n = len(rows)
     frames = rows["frame"].to_numpy(np.int64)
     boxes = rows[BOX_COLUMNS].to_numpy(np.float64)
@@ -74,27 +79,30 @@ def decode_tracked(video: Path, rows: pd.DataFrame, params: AlignParams, landmar
     landmarks = np.full((n, 68, 2), np.nan, np.float32)
     scores = np.full((n, 68), np.nan, np.float32)
     seen = np.zeros(n, bool)
-    pos, first = 0, 0
-    for batch in iter_frame_batches(video, batch=max(1, params.batch_size), gray=not landmarker.wants_rgb):
-        last = first + len(batch)
-        take = []
-        while pos < n and frames[order[pos]] < last:
-            if frames[order[pos]] >= first:
-                take.append(order[pos])
+    fmt = "rgb24" if landmarker.wants_rgb else "gray"
+    group = max(1, params.batch_size)
+    pos, decoded, take, pixels, origins = 0, 0, [], [], []
+    for decoded, frame in enumerate(iter_video_frames(video), start=1):
+        while pos < n and frames[order[pos]] == decoded - 1:
+            row = order[pos]
+            region, x0, y0 = frame_region(frame, landmarker.region(boxes[row]), fmt)
+            take.append(row)
+            pixels.append(region)
+            origins.append((x0, y0))
             pos += 1
-        if take:
-            take = np.array(take)
-            pts, sc = landmarker.predict(batch[frames[take] - first], boxes[take])
-            landmarks[take] = pts
+        if take and (decoded % group == 0 or pos >= n):
+            shift = np.array(origins, np.float64)
+            pts, sc = landmarker.predict(pixels, boxes[take] - np.tile(shift, 2))
+            landmarks[take] = pts + shift[:, None, :].astype(np.float32)
             if sc is not None:
                 scores[take] = sc
             seen[take] = True
-        first = last
+            take, pixels, origins = [], [], []
         if pos >= n:
             break
     if not seen.all():
         missing = frames[~seen]
-        raise StageFailure(f"track boxes name frames up to {int(missing.max())} but the video has only {first} "
+        raise StageFailure(f"track boxes name frames up to {int(missing.max())} but the video has only {decoded} "
                            "frames: the track and resample outputs disagree (rerun track)")
     return landmarks, scores
 

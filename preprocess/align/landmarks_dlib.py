@@ -41,6 +41,13 @@ class DlibLandmarker:
         self._predictor = dlib.shape_predictor(str(model_path()))
         self.refine = refine
 
+    def region(self, box) -> tuple[int, int, int, int]:
+        """The frame pixels prediction on `box` reads: the box and half its size around it (the model's pixel
+        features lie inside the face's shape; the refined box stays within the landmarks' extent)."""
+        x1, y1, x2, y2 = (float(v) for v in box)
+        mx, my = 0.5 * max(x2 - x1, 1.0), 0.5 * max(y2 - y1, 1.0)
+        return int(np.floor(x1 - mx)), int(np.floor(y1 - my)), int(np.ceil(x2 + mx)) + 1, int(np.ceil(y2 + my)) + 1
+
     def _predict_one(self, frame: np.ndarray, box) -> np.ndarray:
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         shape = self._predictor(frame, self._dlib.rectangle(x1, y1, x2, y2))
@@ -52,7 +59,7 @@ class DlibLandmarker:
         return np.concatenate([lo, hi]) + _REFINE * np.concatenate([size, size])
 
     def predict(self, frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, None]:
-        """frames (B, H, W) uint8 grayscale (or (B, H, W, 3) RGB), boxes (B, 4) x1 y1 x2 y2.
+        """frames: B uint8 grayscale (H, W) images (or RGB (H, W, 3); sizes may differ), boxes (B, 4) x1 y1 x2 y2.
 
         Returns landmarks (B, 68, 2) float32 in frame pixels, and None (dlib gives no per-point scores).
         With `refine`, the first CALIBRATION frames of the batch are predicted twice (tracked box, then the

@@ -74,8 +74,14 @@ class FanLandmarker:
             net.load_state_dict(torch.load(str(weights), map_location="cpu", weights_only=True))
         self.net = net.to(self.device).eval()
 
-    def predict(self, frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """frames (B, H, W, 3) RGB uint8, boxes (B, 4). Returns landmarks (B, 68, 2) float32 in frame
+    def region(self, box) -> tuple[int, int, int, int]:
+        """The frame pixels the 256x256 crop of `box` reads (its square, plus the bilinear neighbours)."""
+        _, side, centre = crop_transform(np.asarray(box, np.float64), self.reference_scale)
+        lo, hi = np.floor(centre - side / 2) - 2, np.ceil(centre + side / 2) + 3
+        return int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])
+
+    def predict(self, frames, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """frames: B RGB uint8 images (H, W, 3) (sizes may differ), boxes (B, 4). Returns landmarks (B, 68, 2) float32 in frame
         pixels and per-point scores (B, 68) float32 (heatmap peaks)."""
         torch = self.torch
         pts_all, scores_all = [], []

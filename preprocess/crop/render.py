@@ -1,11 +1,12 @@
 """Render 96x96 mouth crops straight from the full 25 fps frames of a video, in one decode.
 
 The align stage stores, per kept frame, the frame -> crop similarity transform (no pixels); this module
-turns those into crops. An optional `frame_transform(frames, first_frame_index)` is applied to every decoded
-batch of full RGB frames before the warp (the robustness evaluation's corruptions go there); None is the
-same code path as a transform returning its input. Grayscale comes from OpenCV's fixed-point RGB -> gray
-(BT.601 weights) on the full frame, then the warp: deterministic, byte for byte, on every machine.
-Memory is bounded by one decode batch of full frames plus the crops asked for.
+turns those into crops. Only the pixels a crop's warp reads are converted to RGB (media.frame_region: at 720p
+the whole-frame conversion cost 3x the warps), then OpenCV's fixed-point RGB -> gray (BT.601 weights) and the
+warp: deterministic, byte for byte the crops of whole-frame conversion, on every machine.
+An optional `frame_transform(frames, first_frame_index)` is applied to every decoded batch of full RGB frames
+before the warp (the robustness evaluation's corruptions, which need whole frames, go there); an identity
+transform gives the same crops. Memory is bounded by one decode batch of frames plus the crops asked for.
 """
 from __future__ import annotations
 
@@ -16,20 +17,35 @@ import cv2
 import numpy as np
 
 from preprocess.contract import CROP_SIZE
-from preprocess.media import iter_frame_batches
+from preprocess.media import frame_region, iter_frame_batches, iter_video_frames
 
 FrameTransform = Callable[[np.ndarray, int], np.ndarray]
 BATCH = 16  # decoded frames held at a time: 100 MB of 1080p RGB
-
-
-def _identity(frames: np.ndarray, first: int) -> np.ndarray:
-    return frames
 
 
 def warp_mouth(frame: np.ndarray, crop_transform: np.ndarray) -> np.ndarray:
     """One frame (H, W[, 3]) uint8 -> its (96, 96[, 3]) mouth crop under a frame -> crop 2x3 transform."""
     return cv2.warpAffine(frame, np.asarray(crop_transform, np.float64), (CROP_SIZE, CROP_SIZE),
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def source_region(crop_transform: np.ndarray, margin: int = 2) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the frame pixels the warp of one crop reads, its corners mapped back to the frame
+    plus `margin` for the bilinear neighbours (not clipped to the frame)."""
+    inverse = cv2.invertAffineTransform(np.asarray(crop_transform, np.float64))
+    corners = np.array([[0, 0], [CROP_SIZE - 1, 0], [0, CROP_SIZE - 1], [CROP_SIZE - 1, CROP_SIZE - 1]], float)
+    points = corners @ inverse[:, :2].T + inverse[:, 2]
+    lo, hi = np.floor(points.min(0)) - margin, np.ceil(points.max(0)) + margin + 1
+    return int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])
+
+
+def mouth_from_region(frame, crop_transform: np.ndarray, color: bool) -> np.ndarray:
+    """The crop of one decoded frame, converting only the region its warp reads. Where that region leaves the
+    frame it is clipped to the frame's edge, so the border replication sees the same edge pixels."""
+    rgb, x0, y0 = frame_region(frame, source_region(crop_transform), "rgb24")
+    shifted = np.array(crop_transform, np.float64)
+    shifted[:, 2] += shifted[:, :2] @ (x0, y0)  # region pixel (u, v) is frame pixel (u + x0, v + y0)
+    return warp_mouth(rgb if color else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), shifted)
 
 
 def _checked(frames, crop_transforms) -> tuple[np.ndarray, np.ndarray]:
@@ -56,9 +72,30 @@ def iter_mouths(video: Path, frames: np.ndarray, crop_transforms: np.ndarray, co
         raise ValueError("frame indices must be non-negative and sorted")
     if not len(frames):
         return
-    transform = frame_transform or _identity
+    if frame_transform is None:
+        yield from _mouths_by_region(video, frames, crop_transforms, color, max(1, int(batch)))
+    else:
+        yield from _mouths_of_whole_frames(video, frames, crop_transforms, color, frame_transform,
+                                           max(1, int(batch)))
+
+
+def _mouths_by_region(video, frames, crop_transforms, color, batch):
+    pos, start, crops, decoded = 0, 0, [], 0
+    for decoded, frame in enumerate(iter_video_frames(video), start=1):
+        while pos < len(frames) and frames[pos] == decoded - 1:
+            crops.append(mouth_from_region(frame, crop_transforms[pos], color))
+            pos += 1
+        if crops and (decoded % batch == 0 or pos == len(frames)):  # per decode batch, as whole frames
+            yield start, np.stack(crops)
+            start, crops = pos, []
+        if pos == len(frames):
+            return
+    raise ValueError(f"frames up to {int(frames[-1])} are listed but the video has only {decoded} frames")
+
+
+def _mouths_of_whole_frames(video, frames, crop_transforms, color, transform, batch):
     pos, first = 0, 0
-    for rgb in iter_frame_batches(video, batch=max(1, int(batch)), gray=False):
+    for rgb in iter_frame_batches(video, batch=batch, gray=False):
         last = first + len(rgb)
         hi = pos + int(np.searchsorted(frames[pos:], last, side="left"))
         shape = rgb.shape

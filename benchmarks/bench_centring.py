@@ -19,7 +19,12 @@ Measured per frame, in 96x96 crop pixels:
           the RMS over frames of its first difference. A still clip's own small head motion counts too;
   stored  distance from the stored landmarks' mouth centre (landmarks.npy in the shards) to the reference one.
 
+--hd 1080 --cap 720: each clip (still and moving) upscaled (bicubic) to a 1080-px shorter side, then aligned twice,
+at that size and after resample.max_short_side's area downscale to 720 (transforms taken back to the 1080 frame);
+the reference landmarks are found on the 1080 frames in both cases (follow smoothing only).
+
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_centring.py [--clips 9] [--frames 75] [--plant 1]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_centring.py --hd 1080 --cap 720
 """
 from __future__ import annotations
 
@@ -91,6 +96,17 @@ def pan_frames(frames: np.ndarray, motion: np.ndarray) -> np.ndarray:
     for i, (frame, m) in enumerate(zip(frames, motion)):
         out[i] = cv2.warpAffine(frame, m, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out
+
+
+def resized(frames: np.ndarray, short_side: int, interpolation: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames scaled to `short_side` (even sizes, as resample's scale filter) and the old -> new frame transform
+    (pixel centres: x' = (x + 0.5) s - 0.5)."""
+    h, w = frames.shape[1:3]
+    s = short_side / min(h, w)
+    size = (int(round(w * s / 2)) * 2, int(round(h * s / 2)) * 2)
+    sx, sy = size[0] / w, size[1] / h
+    out = np.stack([cv2.resize(f, size, interpolation=interpolation) for f in frames])
+    return out, np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
 
 
 @dataclass
@@ -201,40 +217,57 @@ def main() -> None:
     ap.add_argument("--plant", type=int, default=0, help="frames per clip whose landmarks are moved onto the chin")
     ap.add_argument("--zoom", type=float, default=0.0, help="moving clips also zoom by 1 +- this (e.g. 0.1)")
     ap.add_argument("--roll", type=float, default=0.0, help="moving clips also roll by +- this many degrees")
+    ap.add_argument("--hd", type=int, help="upscale every clip to this shorter side first")
+    ap.add_argument("--cap", type=int, help="with --hd: also align after an area downscale to this shorter side")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     clips = (sorted((TESTDATA / "grid").glob("*.mpg")) + sorted((TESTDATA / "cremad").glob("*.flv")))[:args.clips]
     if not clips:
         sys.exit(f"no clips in {TESTDATA}")
-    methods = ("moving_average", "savgol2", "follow")
+    methods = ("follow",) if args.hd else ("moving_average", "savgol2", "follow")
+    sizes = ("full", f"capped {args.cap}") if args.hd and args.cap else ("full",)
     jumps = (0.0, args.max_jump) if args.plant else (args.max_jump,)  # planted: with the outlier test off and on
-    results = {(m, k, j): ([], [], []) for j in jumps for m in methods for k in ("still", "moving")}
+    results = {(m, k, j): ([], [], []) for j in jumps for m in methods for k in
+               [f"{kind} {size}" if args.hd else kind for kind in ("still", "moving") for size in sizes]}
     caught = {(k, j): [0, 0, 0] for k in ("still", "moving") for j in jumps}  # planted caught, planted, others
     for i, clip in enumerate(clips):
         frames = read_frames(clip, gray=True)[:args.frames]
         motion = pan_motion(pan_path(len(frames)), frames.shape[2:0:-1], args.zoom, args.roll)
         for kind, clip_frames, known in (("still", frames, None), ("moving", pan_frames(frames, motion), motion)):
+            if args.hd:
+                clip_frames, up = resized(clip_frames, args.hd, cv2.INTER_CUBIC)
+                known = None if known is None else np.stack([geometry.compose(up, m) for m in known])
             lms = landmarks_of(clip_frames, plant=args.plant, seed=i)
-            for j in jumps:
-                aligned, outliers = lms.usable(j, args.window)
-                count = caught[kind, j]
-                count[0] += int((outliers & lms.planted).sum())
-                count[1] += int(lms.planted.sum())
-                count[2] += int((outliers & ~lms.planted).sum())
-                for m in methods:
-                    tf = crop_transforms(aligned, m, args.window, args.speed)
-                    off, st, lm = results[m, kind, j]
-                    off.append(mouth_offsets(tf, lms.reference))
-                    st.append(centre_steps(tf, known))
-                    lm.append(stored_offsets(aligned, tf, lms.reference))
+            for size in sizes:
+                label = f"{kind} {size}" if args.hd else kind
+                if size == "full":
+                    found, to_found = lms, None
+                else:  # aligned on the downscaled frames, measured against the full-size reference
+                    small, to_found = resized(clip_frames, args.cap, cv2.INTER_AREA)
+                    found = landmarks_of(small, plant=args.plant, seed=i)
+                for j in jumps:
+                    aligned, outliers = found.usable(j, args.window)
+                    count = caught[kind, j]
+                    count[0] += int((outliers & found.planted).sum())
+                    count[1] += int(found.planted.sum())
+                    count[2] += int((outliers & ~found.planted).sum())
+                    for m in methods:
+                        tf = crop_transforms(aligned, m, args.window, args.speed)
+                        if to_found is not None:  # full frame -> downscaled frame -> crop
+                            tf = np.stack([geometry.compose(t, to_found) for t in tf])
+                            aligned = geometry.apply(geometry.invert(to_found), aligned)
+                        off, st, lm = results[m, label, j]
+                        off.append(mouth_offsets(tf, lms.reference))
+                        st.append(centre_steps(tf, known))
+                        lm.append(stored_offsets(aligned, tf, lms.reference))
         print(f"[{i + 1}/{len(clips)}] {clip.name}: {len(frames)} frames", flush=True)
     print(f"\nmouth offset, jitter and stored-landmark error, 96x96 crop px (window +-{args.window}, follow_speed "
           f"{args.speed}; moving: pan {SPEED} px/frame, zoom +-{args.zoom}, roll +-{args.roll} deg; "
           f"{args.plant} planted outlier(s) per clip)")
-    print(f"{'method':<16}{'clips':<8}{'max_jump':>9}{'median':>8}{'p95':>8}{'worst':>8}{'jitter':>8}{'stored':>8}")
+    print(f"{'method':<16}{'clips':<18}{'max_jump':>9}{'median':>8}{'p95':>8}{'worst':>8}{'jitter':>8}{'stored':>8}")
     for (m, kind, j), (off, st, lm) in results.items():
         s = summary(off, st, lm)
-        print(f"{m:<16}{kind:<8}{j:9.2f}{s['median']:8.2f}{s['p95']:8.2f}{s['worst']:8.2f}{s['jitter']:8.3f}"
+        print(f"{m:<16}{kind:<18}{j:9.2f}{s['median']:8.2f}{s['p95']:8.2f}{s['worst']:8.2f}{s['jitter']:8.3f}"
               f"{s['stored']:8.2f}")
     for (kind, j), (hit, planted, others) in caught.items():
         print(f"outlier test, max_jump {j:.2f}, {kind} clips: {hit} of {planted} planted frames caught, "

@@ -167,3 +167,22 @@ def test_reencoding_is_deterministic(clips, tmp_path):
     _, video_b, audio_b = convert(clip, tmp_path / "b")
     assert video_a.read_bytes() == video_b.read_bytes()
     assert audio_a.read_bytes() == audio_b.read_bytes()
+
+
+@pytest.mark.parametrize("size, rotate, want", [("160x120", None, (134, 100)), ("120x160", None, (100, 134)),
+                                                ("160x120", 90, (100, 134)), ("100x100", None, (100, 100))])
+def test_sources_above_max_short_side_are_scaled_down(size, rotate, want, tmp_path):
+    from preprocess.media import video_size
+
+    src = make_video(tmp_path / "src.mp4", seconds=2.0, fps="25", size=size)
+    if rotate:  # a phone video: stored landscape, shown portrait; the cap applies to the picture as shown
+        rotated = tmp_path / "rotated.mp4"
+        run_ffmpeg(["-display_rotation", str(rotate), "-i", str(src), "-c", "copy", str(rotated)])
+        src = rotated
+    details, video, audio = convert(src, tmp_path, ResampleParams(max_short_side=100))
+    assert video_size(video) == want
+    assert details["downscaled"] == (want != (100, 100)) and details["video_copied"] == (not details["downscaled"])
+    assert_exact(details, video, audio)
+    # null keeps every size: a constant 25 fps source is copied as it is
+    kept, video, _ = convert(src, tmp_path / "kept", ResampleParams(max_short_side=None))
+    assert kept["video_copied"] and not kept["downscaled"]

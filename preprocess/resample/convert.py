@@ -1,8 +1,11 @@
 """resample: any source video to constant 25 fps video and 16 kHz mono audio, exactly 640 samples a frame.
 
 One ffmpeg run decodes the source once and writes both outputs. When the source is already constant
-25 fps its video is copied untouched (no generation loss); otherwise the `fps` filter makes it constant
-rate (exact frame count, unlike `-r` on variable-rate input) and x264 re-encodes it.
+25 fps and no larger than `max_short_side`, its video is copied untouched (no generation loss); otherwise the
+`fps` filter makes it constant rate (exact frame count, unlike `-r` on variable-rate input), a larger one is
+scaled down (area filter) to that shorter side, and x264 re-encodes it. The cap is for speed: every later
+stage decodes the video again, and a 96x96 mouth crop from a 720p talking head is still a downscale
+(its window spans about 150 px there; 1080p adds only pixels that the warp drops).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class ResampleParams:
     preset: str = "ultrafast"  # x264's fastest; at 720p, one core: 6.9 ms a frame (superfast 10.4, veryfast 14.7)
     min_frames: int = 25  # one 1-second clip
     min_side: int = 64  # pixels; smaller faces cannot give a 96x96 mouth crop worth training on
+    max_short_side: int | None = 720  # pixels; larger sources are scaled down to it (None: every size kept)
     max_missing_fraction: float = 0.1  # decoded frames below (1 - this) x probed duration: truncated
     require_audio: bool = True  # pretraining needs speech; detection corpora may lack audio
 
@@ -50,10 +54,11 @@ def resample_video(src: Path, video_out: Path, audio_out: Path, params: Resample
     if not info.has_audio and params.require_audio:
         raise StageFailure("no audio track: pretraining corpora need speech audio", status=SKIPPED)
 
-    copy_video = _is_constant_25fps(src, info.fps)
+    downscale = too_large(info.width, info.height, params.max_short_side)
+    copy_video = not downscale and _is_constant_25fps(src, info.fps)
     with atomic_path(video_out) as tmp_video, scratch_path(audio_out.with_suffix(".raw")) as tmp_raw:
         # One thread per ffmpeg: parallelism comes from dask running one video per core.
-        args = ["-threads", "1", "-i", str(src), *_video_args(copy_video, params), str(tmp_video)]
+        args = ["-threads", "1", "-i", str(src), *_video_args(copy_video, downscale, params), str(tmp_video)]
         if info.has_audio:
             args += _audio_args(tmp_raw)
         try:
@@ -68,7 +73,8 @@ def resample_video(src: Path, video_out: Path, audio_out: Path, params: Resample
                 f"too short: {n_frames} frames ({n_frames / FPS:.2f} s); at least {params.min_frames} needed",
                 status=SKIPPED,
             )
-        details = {"n_frames": n_frames, "video_copied": copy_video, "has_audio": info.has_audio}
+        details = {"n_frames": n_frames, "video_copied": copy_video, "downscaled": downscale,
+                   "has_audio": info.has_audio}
         if not info.has_audio:
             details["note"] = "kept without audio: no audio track (the detector needs video only)"
         if info.has_audio:
@@ -86,13 +92,22 @@ def _is_constant_25fps(src: Path, fps: float | None) -> bool:
     return is_constant_rate(frame_timestamps(src), FPS)
 
 
-def _video_args(copy_video: bool, params: ResampleParams) -> list[str]:
+def too_large(width: int | None, height: int | None, max_short_side: int | None) -> bool:
+    return bool(max_short_side) and min(width or 0, height or 0) > max_short_side
+
+
+def _video_args(copy_video: bool, downscale: bool, params: ResampleParams) -> list[str]:
     common = ["-map", "0:v:0", "-an", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"]
     # bitexact: no random UIDs or version strings, so identical inputs give identical files.
     container = ["-fflags", "+bitexact", "-f", "matroska"]
     if copy_video:
         return [*common, "-c:v", "copy", *container]
-    encode = ["-vf", f"fps={FPS}", "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", params.preset,
+    filters = f"fps={FPS}"
+    if downscale:  # in expressions of the frame as decoded (and auto-rotated): the shorter side to the cap, even
+        cap = int(params.max_short_side)
+        factor = f"min(1,{cap}/min(iw,ih))"
+        filters += f",scale=w='trunc(iw*{factor}/2+0.5)*2':h='trunc(ih*{factor}/2+0.5)*2':flags=area"
+    encode = ["-vf", filters, "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", params.preset,
               "-crf", str(params.crf), "-pix_fmt", "yuv420p", "-threads", "1", "-flags:v", "+bitexact"]
     return [*common, *encode, *container]
 

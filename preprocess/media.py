@@ -77,14 +77,14 @@ def frame_region(frame: av.VideoFrame, region: tuple[int, int, int, int], fmt: s
     x1, y1 = min(max(x1, x0 + 1), width), min(max(y1, y0 + 1), height)  # at least one pixel
     x0, y0 = x0 - x0 % 2, y0 - y0 % 2  # an even origin: shifting by it keeps round-half-even ties of a shifted box
     sub = _PLANAR_YUV.get(frame.format.name)
+    if sub is not None and fmt == "gray":  # the luma alone: no chroma blocks to keep whole
+        luma = np.frombuffer(frame.planes[0], np.uint8).reshape(frame.planes[0].height, -1)
+        return cv2.LUT(luma[y0:y1, x0:x1], _gray_of_luma(frame.format.name, frame.colorspace, frame.color_range)), x0, y0
     if sub is not None:
         sx, sy = sub
         x1, y1 = x1 + (-x1) % sx, y1 + (-y1) % sy
     if sub is None or x1 > width or y1 > height:  # an odd frame edge: no whole chroma block there
         return frame.to_ndarray(format=fmt)[y0:y1, x0:x1], x0, y0
-    if fmt == "gray":
-        luma = np.frombuffer(frame.planes[0], np.uint8).reshape(frame.planes[0].height, -1)
-        return cv2.LUT(luma[y0:y1, x0:x1], _gray_of_luma(frame.format.name, frame.colorspace, frame.color_range)), x0, y0
     planes = []
     for index, plane in enumerate(frame.planes[:3]):
         step_x, step_y = (1, 1) if index == 0 else (sx, sy)

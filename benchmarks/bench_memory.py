@@ -73,7 +73,7 @@ def child_track(video: Path, audio: Path, boxes_out: Path) -> dict:
     start = time.perf_counter()
     result = track_video(video, audio, params, detector)
     seconds = time.perf_counter() - start
-    result.boxes.to_parquet(boxes_out, index=False)
+    pd.DataFrame(result.boxes).to_parquet(boxes_out, index=False)
     pd.DataFrame(result.segments).to_parquet(boxes_out.with_suffix(".segments.parquet"), index=False)
     return {"frames": result.details["frames"], "seconds": seconds, "rss_before_mb": before}
 
@@ -87,8 +87,8 @@ def child_align(video: Path, audio: Path, boxes_out: Path) -> dict:
 
     params = AlignParams(**(load_params(ROOT / "params.yaml").get("align") or {}))
     landmarker = make_landmarker(params)
-    boxes = pd.read_parquet(boxes_out)
-    tracks = pd.read_parquet(boxes_out.with_suffix(".segments.parquet"))
+    boxes = {name: column.to_numpy() for name, column in pd.read_parquet(boxes_out).items()}
+    tracks = pd.read_parquet(boxes_out.with_suffix(".segments.parquet")).to_dict("records")
     out = boxes_out.with_suffix(".npz")
     before = rss_now_mb()
     start = time.perf_counter()

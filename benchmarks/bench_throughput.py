@@ -147,8 +147,8 @@ def end_to_end(clips: list[Path], out: Path, models) -> tuple[int, Clock, list]:
         info = clock.run("resample", resample_video, clip, video, audio, rparams)
         frames += info["n_frames"]
         tracks = clock.run("track", track_video, video, audio, tparams, detector, scratch=boxes_out)
-        tracks.boxes.to_parquet(boxes_out)
-        clock.run("align", align_video, video, tracks.boxes, pd.DataFrame(tracks.segments), aparams,
+        pd.DataFrame(tracks.boxes).to_parquet(boxes_out)
+        clock.run("align", align_video, video, tracks.boxes, tracks.segments, aparams,
                   landmarker, npz)
         clock.run("crop", crop_step, npz, video, audio)
         made.append((video, audio, tracks.boxes))
@@ -178,6 +178,7 @@ def step_costs(name: str, clips: list[Path], made: list, models, work: Path) -> 
     import av
     import cv2
     import numpy as np
+    import pandas as pd
 
     from preprocess.media import iter_i420_batches
     from preprocess.resample.convert import ResampleParams, resample_video
@@ -240,7 +241,7 @@ def step_costs(name: str, clips: list[Path], made: list, models, work: Path) -> 
     for v, _, b in made:
         with av.open(str(v)) as c:
             g = [f.to_ndarray(format="gray") for f in c.decode(c.streams.video[0])]
-        rows = b.sort_values("frame").drop_duplicates("frame")
+        rows = pd.DataFrame(b).sort_values("frame").drop_duplicates("frame")
         per_video.append((np.stack([g[i] for i in rows["frame"]]), rows[["x1", "y1", "x2", "y2"]].to_numpy(float)))
     batch = aparams.batch_size
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +90,7 @@ def run_config(detector, data, params: TrackParams, repeat: int) -> dict:
             n_frames += int(result.details["frames"])
         best_time = min(best_time, time.perf_counter() - start)
     for ((video, _), ref), result in zip(data, results):
-        for row in result.boxes.itertuples():
+        for row in pd.DataFrame(result.boxes).itertuples():
             found = ref[row.frame]
             ious.append(iou_matrix(np.array([[row.x1, row.y1, row.x2, row.y2]]), found).max() if len(found) else 0.0)
     ious = np.array(ious)

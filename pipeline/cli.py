@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.cluster import ClusterError
 from preprocess.fileio import NotWritable
 from pipeline.corpora import LABELS, ROLES
@@ -73,8 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    pd.set_option("display.width", 200)  # tables printed by `status`, `corpus list`, `shards inspect`
     args = build_parser().parse_args(argv)
+    if args.command != "stage":  # the stage commands (one per stage and corpus in dvc repro) never import pandas
+        import pandas as pd
+
+        pd.set_option("display.width", 200)  # tables printed by `status`, `corpus list`, `shards inspect`
     try:
         if args.command == "corpus":
             return _corpus(args)

@@ -16,9 +16,9 @@ import argparse
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from preprocess import paths
 from pipeline.corpora import load_corpora, load_params
@@ -26,6 +26,9 @@ from pipeline.stages import PER_CORPUS_STAGES as STAGES
 from preprocess import shardformat
 from preprocess.records import read_record
 from preprocess.settings import section
+
+if TYPE_CHECKING:  # imported where used: the stage commands import this module (the CLI's parser) and skip pandas
+    import pandas as pd
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -66,6 +69,8 @@ def _corpora(name: str | None) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- summary
 def read_shard_manifest(corpus: str) -> pd.DataFrame | None:
+    import pandas as pd
+
     from preprocess.crop.pack import shard_dir  # here, not at the top: every `python -m pipeline` imports this
 
     path = shard_dir(corpus) / "manifest.parquet"
@@ -73,8 +78,10 @@ def read_shard_manifest(corpus: str) -> pd.DataFrame | None:
 
 
 def _video_ids(corpus: str) -> list[str]:
+    import pyarrow.parquet as pq
+
     path = paths.source_manifest_path(corpus)
-    return pd.read_parquet(path, columns=["video_id"]).video_id.tolist() if path.exists() else []
+    return pq.read_table(path, columns=["video_id"]).column("video_id").to_pylist() if path.exists() else []
 
 
 def _generic(reason: str) -> str:
@@ -115,6 +122,8 @@ def pretrain_min_frames() -> int:
 
 
 def summary(corpora: list[str]) -> dict:
+    import pandas as pd
+
     out = {}
     roles = {name: c.role for name, c in load_corpora().items()}
     min_frames = pretrain_min_frames() if any(roles.get(c) == "pretrain" for c in corpora) else None
@@ -147,6 +156,8 @@ def summary(corpora: list[str]) -> dict:
 
 
 def render(result: dict) -> str:
+    import pandas as pd
+
     lines = []
     for corpus, info in result.items():
         lines.append(f"== {corpus}: {info['videos']} source videos")

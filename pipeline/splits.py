@@ -6,8 +6,6 @@ import hashlib
 import re
 from pathlib import Path, PurePosixPath
 
-import pandas as pd
-
 from preprocess.contract import SPLITS
 
 
@@ -25,6 +23,8 @@ def group_of(relpath: str, group_by: str | None) -> str:
 
 def read_split_file(path: Path) -> dict[str, str]:
     """group -> split from a CSV with columns `group,split` (split one of train, val, test)."""
+    import pandas as pd  # here, not at the top: the stage commands import this module and never read a split file
+
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     if not {"group", "split"} <= set(table.columns):
         raise ValueError(f"split file {path} needs the columns 'group' and 'split' "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from pipeline.manifest import read_manifest
+from pipeline.manifest import read_manifest_rows
 from pipeline.corpora import get_corpus, load_params
 from pipeline.runner import run_stage
 from preprocess import paths
@@ -42,7 +42,7 @@ def run(name: str, corpus_name: str, client=None) -> list[StatusRecord]:
 
 def manifest_rows(corpus_name: str) -> list[dict]:
     """The corpus's source manifest, one dict per video, sorted by video id."""
-    return read_manifest(paths.source_manifest_path(corpus_name)).sort_values("video_id").to_dict("records")
+    return read_manifest_rows(paths.source_manifest_path(corpus_name))
 
 
 def _inputs(stage: ModuleType, name: str, corpus_name: str, params: dict, rows: list[dict],

@@ -158,7 +158,7 @@ def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, 
     result.face_tracks = int(tracks.details["face_tracks"])
     step("align")
     aligned = tmp / "aligned.npz"
-    align_video(video, tracks.boxes, pd.DataFrame(tracks.segments), params.align, models.landmarker, aligned)
+    align_video(video, tracks.boxes, tracks.segments, params.align, models.landmarker, aligned)
     arrays, meta = load_aligned(aligned, keys=("piece", "frame", "crop_transforms", "boxes"))
     # the crop stage's rendering (timed with align): one more decode, the mouths warped from the full frames
     if corrupt is None:

@@ -91,10 +91,16 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def write_parquet_atomic(path: Path, frame) -> None:
-    """A pandas DataFrame as Parquet, atomically (no index column: rows are self-describing)."""
+def write_parquet_atomic(path: Path, table) -> None:
+    """An Arrow table as Parquet, atomically. A pandas DataFrame (what the pipeline's commands build) is
+    converted as DataFrame.to_parquet(index=False) does it: the same bytes, no index column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not isinstance(table, pa.Table):
+        table = pa.Table.from_pandas(table, preserve_index=False)
     buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
+    pq.write_table(table, buffer)
     write_bytes_atomic(path, buffer.getvalue())
 
 

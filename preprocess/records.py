@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
 
 from preprocess import paths
 from preprocess.fileio import write_bytes_atomic, write_parquet_atomic
@@ -97,8 +97,9 @@ def read_record(stage: str, corpus: str, video_id: str) -> StatusRecord | None:
         return None  # unreadable record: treat the video as unfinished
 
 
-def records_to_table(records: list[StatusRecord]) -> pd.DataFrame:
-    """One row per video, details flattened into `detail.*` columns, sorted by video id.
+def records_to_table(records: list[StatusRecord]) -> pa.Table:
+    """One row per video, details flattened into `detail.*` columns (less tracebacks: they stay in the
+    per-video records), sorted by video id.
 
     Identical for a fresh and a resumed run (so DVC hashes do not churn): every record goes through its JSON
     form first (a reused record was read back from it: tuples become lists, numpy scalars plain numbers), and
@@ -108,20 +109,21 @@ def records_to_table(records: list[StatusRecord]) -> pd.DataFrame:
     for rec in sorted(records, key=lambda r: r.video_id):
         plain = json.loads(rec.to_json())
         details = plain.pop("details")
-        plain.update({f"detail.{k}": v for k, v in details.items()})
-        detail_keys.update(f"detail.{k}" for k in details)
+        details = {f"detail.{k}": v for k, v in details.items() if k != "traceback"}
+        plain.update(details)
+        detail_keys.update(details)
         rows.append(plain)
     columns = ["corpus", "video_id", "stage", "status", "reason", "fingerprint", *sorted(detail_keys)]
-    return pd.DataFrame(rows, columns=columns)
+    if not rows:
+        return pa.table({c: pa.array([], pa.string()) for c in columns})
+    return pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
 
 
 def write_status_table(stage: str, corpus: str, records: list[StatusRecord]) -> None:
-    table = records_to_table(records)
-    table = table.drop(columns=[c for c in table.columns if c.endswith(".traceback")])
-    write_parquet_atomic(paths.status_table_path(stage, corpus), table)
+    write_parquet_atomic(paths.status_table_path(stage, corpus), records_to_table(records))
     worked = [r for r in records if r.seconds > 0]
     if worked:  # outside every DVC output: timings differ from run to run
         write_parquet_atomic(paths.project_root() / "logs" / "timings" / f"{stage}@{corpus}.parquet",
-                             pd.DataFrame({"video_id": [r.video_id for r in worked],
-                                           "status": [r.status for r in worked],
-                                           "seconds": [r.seconds for r in worked]}))
+                             pa.table({"video_id": [r.video_id for r in worked],
+                                       "status": [r.status for r in worked],
+                                       "seconds": [r.seconds for r in worked]}))

@@ -177,8 +177,8 @@ def benchmark_project() -> Path:
 
 
 def first_tracked_video(corpus: str = "gridt", frames: int = 30):
-    """(manifest row, first `frames` tracked boxes, resampled video, audio) of the corpus's first video by id.
-    Call inside project_env(root)."""
+    """(manifest row, first `frames` tracked boxes (column -> array), resampled video, audio) of the corpus's
+    first video by id. Call inside project_env(root)."""
     import pandas as pd
 
     from preprocess import paths
@@ -188,7 +188,8 @@ def first_tracked_video(corpus: str = "gridt", frames: int = 30):
     manifest = pd.read_parquet(paths.source_manifest_path(corpus)).sort_values("video_id")
     row = manifest.iloc[0].to_dict()
     boxes = pd.read_parquet(track.output_paths(corpus, row["video_id"])[0]).iloc[:frames]
-    return (row, boxes, *resample.output_paths(corpus, row["video_id"]))
+    columns = {name: boxes[name].to_numpy() for name in boxes}  # as align's stage reads them
+    return (row, columns, *resample.output_paths(corpus, row["video_id"]))
 
 
 def copy_project(src: Path, dst: Path) -> Path:

@@ -197,7 +197,7 @@ def test_colour_crops_and_missing_audio(aligned_project, tmp_path):
         for color in (True, False):
             params = AlignParams(backend="dlib", color=color)
             out = tmp_path / f"{color}.npz"
-            align_video(video, boxes, pd.DataFrame(), params, make_landmarker(params), out)
+            align_video(video, boxes, [], params, make_landmarker(params), out)
             [(_, samples[color])] = render_samples("gridt", row, load_aligned(out, keys), video, None, lambda p: "h")
     fields = {color: {name.split(".", 1)[1]: data for name, data in members} for color, members in samples.items()}
     colour, gray = load_npy(fields[True]["video.npy"]), load_npy(fields[False]["video.npy"])

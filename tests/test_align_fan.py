@@ -36,7 +36,7 @@ def test_fan_and_dlib_paths_give_identically_shaped_samples(aligned_project, mon
     with project_env(root):
         row, boxes, video, audio = first_tracked_video()
         tracks = pd.read_parquet(root / "data" / "track" / "gridt" / "tracks.parquet")
-        tracks = tracks[tracks.video_id == row["video_id"]]
+        tracks = tracks[tracks.video_id == row["video_id"]].to_dict("records")
         params = AlignParams(backend="fan", batch_size=16)
         net = align_video_mod.make_landmarker(params, random_weights=True)
         pts, scores = net.predict(np.zeros((2, 120, 160, 3), np.uint8), np.array([[20, 20, 100, 110]] * 2, float))

@@ -3,12 +3,11 @@ whole frame and cutting the region gives: in the landmarks of align and in the c
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from conftest import make_video
 
 from preprocess.align.align_params import AlignParams
-from preprocess.align.align_video import BOX_COLUMNS, decode_tracked
+from preprocess.align.align_video import decode_tracked
 from preprocess.align.landmarks_dlib import DlibLandmarker
 from preprocess.crop.render import render_mouths
 from preprocess.media import frame_region, iter_video_frames, read_frames
@@ -57,10 +56,9 @@ def test_align_landmarks_are_those_of_the_whole_frames(clips):
     box = np.array([face.left(), face.top(), face.right(), face.bottom()], float)
     boxes = np.repeat(box[None], len(gray), 0)
     boxes[50:60] += [-box[0] - 20, -box[1] - 15, -box[0] - 20, -box[1] - 15]  # over the top-left corner
-    rows = pd.DataFrame(boxes + 0.5, columns=BOX_COLUMNS).assign(frame=np.arange(len(gray)))
     params = AlignParams(batch_size=32)
     landmarker = DlibLandmarker(refine=True)
-    got, _ = decode_tracked(video, rows, params, landmarker)
+    got, _ = decode_tracked(video, np.arange(len(gray)), boxes + 0.5, params, landmarker)
     want = np.concatenate([landmarker.predict(gray[s:s + 32], boxes[s:s + 32] + 0.5)[0]
                            for s in range(0, len(gray), 32)])  # the same groups of 32 frames
     assert np.array_equal(got, want)

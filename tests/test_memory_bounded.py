@@ -14,7 +14,6 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from preprocess.align.align_params import AlignParams
@@ -72,7 +71,7 @@ def test_track_and_align_peak_allocations_do_not_grow_with_length(looped_clips, 
         frames[seconds] = r.details["frames"]
         out = tmp_path / f"{seconds}.npz"
         peaks["align", seconds] = traced_peak(lambda: align_video(
-            video, r.boxes, pd.DataFrame(r.segments), align_params, landmarker, out))
+            video, r.boxes, r.segments, align_params, landmarker, out))
         arrays, _ = load_aligned(out, keys=("frame", "crop_transforms"))
         rendered = []
 

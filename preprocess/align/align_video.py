@@ -26,7 +26,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from preprocess.fileio import atomic_path
 from preprocess.records import SKIPPED, StageFailure, plain
@@ -66,15 +65,14 @@ def plausible(landmarks: np.ndarray, boxes: np.ndarray, scores: np.ndarray | Non
     return ok
 
 
-def decode_tracked(video: Path, rows: pd.DataFrame, params: AlignParams, landmarker):
-    """One pass over the video: landmarks (and scores) for every row (one tracked frame) of `rows`.
+def decode_tracked(video: Path, frames: np.ndarray, boxes: np.ndarray, params: AlignParams, landmarker):
+    """One pass over the video: landmarks (and scores) for every tracked frame, `frames` (N,) with their
+    `boxes` (N, 4: x1 y1 x2 y2).
 
-    Each row's frame region (landmarker.region of its box) is cut out and given to the landmarker with the
-    box in region pixels; rows go to it in groups of the frames of `params.batch_size` consecutive decoded
-    frames (dlib's box calibration and FAN's forward batch work per group)."""
-    n = len(rows)
-    frames = rows["frame"].to_numpy(np.int64)
-    boxes = rows[BOX_COLUMNS].to_numpy(np.float64)
+    Each frame's region (landmarker.region of its box) is cut out and given to the landmarker with the
+    box in region pixels; frames go to it in groups of `params.batch_size` consecutive decoded frames
+    (dlib's box calibration and FAN's forward batch work per group)."""
+    n = len(frames)
     order = np.argsort(frames, kind="stable")
     landmarks = np.full((n, 68, 2), np.nan, np.float32)
     scores = np.full((n, 68), np.nan, np.float32)
@@ -107,21 +105,25 @@ def decode_tracked(video: Path, rows: pd.DataFrame, params: AlignParams, landmar
     return landmarks, scores
 
 
-def align_video(video: Path, boxes: pd.DataFrame, tracks: pd.DataFrame, params: AlignParams, landmarker,
-                out_path: Path) -> dict:
-    """Process one video; write `out_path` (.npz) and return the figures for its status record."""
-    # Sorted by (segment, frame) with a fresh index: each segment is one contiguous run of rows.
-    boxes = boxes.sort_values(["segment", "frame"], kind="stable").reset_index(drop=True)
-    if boxes.empty:
+def align_video(video: Path, boxes: dict[str, np.ndarray], segments: list[dict], params: AlignParams,
+                landmarker, out_path: Path) -> dict:
+    """Process one video: `boxes` the track's per-frame columns (segment, frame, x1, y1, x2, y2, ...),
+    `segments` its per-segment rows (tracks.parquet's, for the sync fields); write `out_path` (.npz) and
+    return the figures for its status record."""
+    # Sorted by (segment, frame): each segment is one contiguous run of rows.
+    order = np.lexsort((boxes["frame"], boxes["segment"]))
+    segment_of, frames = boxes["segment"][order].astype(np.int64), boxes["frame"][order].astype(np.int64)
+    box_arr = np.stack([boxes[k][order] for k in BOX_COLUMNS], axis=1).astype(np.float64)
+    if not len(order):
         raise StageFailure("the track has no frames", status=SKIPPED)
-    landmarks, scores = decode_tracked(video, boxes, params, landmarker)
-    box_arr = boxes[BOX_COLUMNS].to_numpy(np.float64)
+    landmarks, scores = decode_tracked(video, frames, box_arr, params, landmarker)
     has_scores = bool(np.isfinite(scores).any())
     valid = plausible(landmarks, box_arr, scores if has_scores else None, params.fan_min_score)
-    parts, pieces_meta, dropped_gap, dropped_short = _align_pieces(boxes, tracks, params, landmarks, scores, valid)
+    parts, pieces_meta, dropped_gap, dropped_short = _align_pieces(segment_of, frames, box_arr, segments, params,
+                                                                   landmarks, scores, valid)
     if not parts:
         if not valid.any():
-            raise StageFailure(f"no usable landmarks in any of the {len(boxes)} tracked frames "
+            raise StageFailure(f"no usable landmarks in any of the {len(order)} tracked frames "
                                f"({landmarker.name})")
         raise StageFailure(f"no piece of at least {params.min_frames} frames is left after splitting at "
                            f"landmark gaps longer than {params.max_gap} frames", status=SKIPPED)
@@ -140,16 +142,17 @@ def align_video(video: Path, boxes: pd.DataFrame, tracks: pd.DataFrame, params: 
     return details
 
 
-def _align_pieces(boxes: pd.DataFrame, tracks: pd.DataFrame, params: AlignParams, landmarks: np.ndarray,
-                  scores: np.ndarray, valid: np.ndarray):
-    """Split each segment at long landmark gaps, smooth and estimate the transforms of every kept piece.
-    Returns (per-piece arrays, per-piece meta, frames dropped at gaps, frames dropped in short pieces)."""
-    box_arr = boxes[BOX_COLUMNS].to_numpy(np.float64)
-    track_info = {int(r["segment"]): r for r in tracks.to_dict("records")}
+def _align_pieces(segment_of: np.ndarray, frame_of: np.ndarray, box_arr: np.ndarray, segments: list[dict],
+                  params: AlignParams, landmarks: np.ndarray, scores: np.ndarray, valid: np.ndarray):
+    """Split each segment at long landmark gaps, smooth and estimate the transforms of every kept piece;
+    the rows are sorted by (segment, frame). Returns (per-piece arrays, per-piece meta, frames dropped at
+    gaps, frames dropped in short pieces)."""
+    track_info = {int(r["segment"]): r for r in segments}
     parts, pieces_meta = [], []
     dropped_short = dropped_gap = 0
-    for segment, rows in boxes.groupby("segment", sort=True):
-        idx = rows.index.to_numpy()
+    starts = np.flatnonzero(np.r_[True, segment_of[1:] != segment_of[:-1]])
+    for first, end in zip(starts, np.r_[starts[1:], len(segment_of)]):
+        segment, idx = int(segment_of[first]), np.arange(first, end)
         # a frame whose landmarks jump off the segment's trajectory is treated like a missing one
         outlier = landmark_outliers(landmarks[idx], valid[idx], params.smooth_window, params.max_jump)
         seg_valid = valid[idx] & ~outlier
@@ -166,7 +169,7 @@ def _align_pieces(boxes: pd.DataFrame, tracks: pd.DataFrame, params: AlignParams
             raw = interpolate(landmarks[sel], ok)
             to_can, crop_tf = piece_transforms(raw, params)
             lm_crop = geometry.apply(crop_tf, raw).astype(np.float32)
-            frames = rows["frame"].to_numpy(np.int32)[s:e]
+            frames = frame_of[sel].astype(np.int32)
             if np.any(np.diff(frames) != 1):
                 raise StageFailure(f"track segment {segment} is not a run of consecutive frames")
             piece = len(pieces_meta)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-import pandas as pd
+import pyarrow.parquet as pq
 
 from preprocess import paths
 from preprocess.align.align_params import AlignParams
@@ -59,9 +59,9 @@ def work(task: VideoTask) -> dict:
 
     inp = task.inputs
     landmarker = landmarker_for(inp["params"], inp["weights"])
-    boxes = pd.read_parquet(inp["boxes"])
-    tracks = pd.DataFrame(inp["segments"])
-    return align_video(Path(inp["video"]), boxes, tracks, inp["params"], landmarker,
+    table = pq.read_table(inp["boxes"])
+    boxes = {name: column.to_numpy() for name, column in zip(table.column_names, table.columns)}
+    return align_video(Path(inp["video"]), boxes, inp["segments"], inp["params"], landmarker,
                        output_path(task.corpus, task.video_id))
 
 
@@ -89,6 +89,7 @@ def _segments_by_video(tracks_path: Path) -> dict[str, list[dict]]:
     """The track stage's per-segment rows (sync offset, audio shift ...), grouped by video, read once."""
     if not tracks_path.exists():
         return {}
-    table = pd.read_parquet(tracks_path)
-    table = table.astype(object).where(table.notna(), None)
-    return {vid: rows.drop(columns=["video_id"]).to_dict("records") for vid, rows in table.groupby("video_id")}
+    by_video: dict[str, list[dict]] = {}
+    for row in pq.read_table(tracks_path).to_pylist():
+        by_video.setdefault(row.pop("video_id"), []).append(row)
+    return by_video

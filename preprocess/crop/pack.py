@@ -19,10 +19,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from preprocess import paths
 from preprocess.contract import split_order
@@ -33,10 +35,15 @@ from preprocess.shardformat import ShardWriter, read_ref, scan_shard
 STAGE = "crop"
 STAGING = ".staging"
 COMPLETE = "COMPLETE"
-MANIFEST_COLUMNS = ["key", "shard", "split", "corpus", "video_id", "segment", "track_segment", "start_frame",
-                    "end_frame", "label", "method", "n_frames", "seconds", "has_audio", "interpolated_fraction",
-                    "outlier_frames", "sync_method", "sync_offset", "sync_confidence", "speaker_ambiguous", "mouth_offset_mean",
-                    "mouth_offset_max", "mouth_width_median", "landmark_backend", "params_hash", "bytes"]
+MANIFEST_SCHEMA = pa.schema([
+    ("key", pa.string()), ("shard", pa.string()), ("split", pa.string()), ("corpus", pa.string()),
+    ("video_id", pa.string()), ("segment", pa.int32()), ("track_segment", pa.int32()), ("start_frame", pa.int32()),
+    ("end_frame", pa.int32()), ("label", pa.string()), ("method", pa.string()), ("n_frames", pa.int32()),
+    ("seconds", pa.float64()), ("has_audio", pa.bool_()), ("interpolated_fraction", pa.float64()),
+    ("outlier_frames", pa.int32()), ("sync_method", pa.string()), ("sync_offset", pa.float64()),
+    ("sync_confidence", pa.float64()), ("speaker_ambiguous", pa.bool_()), ("mouth_offset_mean", pa.float64()),
+    ("mouth_offset_max", pa.float64()), ("mouth_width_median", pa.float64()), ("landmark_backend", pa.string()),
+    ("params_hash", pa.string()), ("bytes", pa.int64())])
 
 
 def shard_dir(corpus: str) -> Path:
@@ -78,9 +85,10 @@ def read_packed(corpus: str) -> Packed:
     manifest, packed = shard_dir(corpus) / "manifest.parquet", packed_path(corpus)
     if not manifest.exists() or not packed.exists() or not index_paths(corpus)[0].exists():
         return Packed({}, {})  # no committed set of shards
-    table = pd.read_parquet(manifest, columns=["key", "shard", "video_id", "segment"])
-    samples = {vid: list(zip(rows.key, rows.shard))
-               for vid, rows in table.sort_values(["video_id", "segment"]).groupby("video_id")}
+    samples: dict[str, list[tuple[str, str]]] = {}
+    rows = pq.read_table(manifest, columns=["key", "shard", "video_id", "segment"]).to_pylist()
+    for row in sorted(rows, key=lambda r: (r["video_id"], r["segment"])):
+        samples.setdefault(row["video_id"], []).append((row["key"], row["shard"]))
     return Packed(json.loads(packed.read_bytes()), samples)
 
 
@@ -150,16 +158,18 @@ def _samples(corpus, video_id, fingerprint, packed: Packed, shard_samples: _Shar
 
 def _write_tables(corpus: str, folder: Path, rows: list, shards: list, maxcount: int, maxsize: int,
                   fingerprints: dict) -> None:
-    table = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    table = table.astype({"segment": "int32", "track_segment": "int32", "start_frame": "int32",
-                          "end_frame": "int32", "n_frames": "int32", "outlier_frames": "int32", "bytes": "int64", "sync_offset": "Float64",
-                          "sync_confidence": "float64"})
+    # a missing number (no sync offset, a NaN confidence) is stored as null
+    table = pa.table({field.name: pa.array([row.get(field.name) for row in rows], field.type, from_pandas=True)
+                      for field in MANIFEST_SCHEMA}, schema=MANIFEST_SCHEMA)
     write_parquet_atomic(folder / "manifest.parquet", table)
 
     # per-video labels (corpus add --labels) can mix real and fake in one shard: count them per shard
     def counts(column: str) -> dict:
-        return {shard: {str(k): int(n) for k, n in group.value_counts().items()}
-                for shard, group in table.groupby("shard")[column]}
+        per_shard: dict[str, Counter] = {}
+        for row in rows:
+            if row.get(column) is not None:
+                per_shard.setdefault(row["shard"], Counter())[str(row[column])] += 1
+        return {shard: dict(counter) for shard, counter in per_shard.items()}
 
     labels, methods = counts("label"), counts("method")
     index = {"corpus": corpus, "params": {"maxcount": maxcount, "maxsize": maxsize},

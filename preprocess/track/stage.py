@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from preprocess import paths
 from preprocess.fileio import prune_outputs, write_parquet_atomic
@@ -24,9 +25,11 @@ STAGE = "track"
 UPSTREAM = resample_stage.STAGE
 VERSION = 2  # bump when the tracking itself changes, so finished videos are redone (2: small YUV decode, gray HOG)
 SYNCNET_FILE = "syncnet_v2.model"
-TRACK_COLUMNS = {"corpus": "string", "video_id": "string", "segment": "int32", "start_frame": "int32",
-                 "end_frame": "int32", "n_faces": "int32", "sync_method": "string", "sync_offset": "Int32",
-                 "sync_confidence": "float64", "speaker_ambiguous": "bool", "audio_shift_frames": "int32"}
+TRACK_SCHEMA = pa.schema([("corpus", pa.string()), ("video_id", pa.string()), ("segment", pa.int32()),
+                          ("start_frame", pa.int32()), ("end_frame", pa.int32()), ("n_faces", pa.int32()),
+                          ("sync_method", pa.string()), ("sync_offset", pa.int32()),  # null: no offset measured
+                          ("sync_confidence", pa.float64()), ("speaker_ambiguous", pa.bool_()),
+                          ("audio_shift_frames", pa.int32())])
 
 def output_paths(corpus: str, video_id: str) -> tuple[Path, Path]:
     out = paths.stage_dir(STAGE, corpus)
@@ -84,8 +87,8 @@ def work(task: VideoTask) -> dict:
     audio = Path(inputs["audio"])
     result = track_video(Path(inputs["video"]), audio if audio.exists() else None, inputs["params"], detector,
                          syncnet, pretrain_real=inputs["pretrain_real"], scratch=boxes_out)
-    write_parquet_atomic(segments_out, pd.DataFrame(result.segments))
-    write_parquet_atomic(boxes_out, result.boxes)
+    write_parquet_atomic(segments_out, pa.Table.from_pylist(result.segments))
+    write_parquet_atomic(boxes_out, pa.table(result.boxes))
     return result.details
 
 
@@ -112,15 +115,15 @@ def finish(corpus: CorpusRef, records: list[StatusRecord], stage_params: TrackPa
     write_tracks_table(corpus.name, keep)
 
 
-def write_tracks_table(corpus: str, video_ids: set[str]) -> pd.DataFrame:
-    """tracks.parquet from the per-video segment files: sorted, typed, the same bytes for the same results."""
-    frames = []
+def write_tracks_table(corpus: str, video_ids: set[str]) -> pa.Table:
+    """tracks.parquet from the per-video segment files: sorted by video and segment, typed (TRACK_SCHEMA;
+    a NaN confidence is stored as null), the same bytes for the same results."""
+    rows = []
     for video_id in sorted(video_ids):
-        seg = pd.read_parquet(output_paths(corpus, video_id)[1])
-        seg.insert(0, "video_id", video_id)
-        seg.insert(0, "corpus", corpus)
-        frames.append(seg)
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(TRACK_COLUMNS))
-    table = table[list(TRACK_COLUMNS)].astype(TRACK_COLUMNS).sort_values(["video_id", "segment"])
-    write_parquet_atomic(tracks_table_path(corpus), table.reset_index(drop=True))
+        segments = pq.read_table(output_paths(corpus, video_id)[1]).to_pylist()
+        segments.sort(key=lambda seg: seg["segment"])
+        rows += [{"corpus": corpus, "video_id": video_id, **seg} for seg in segments]
+    table = pa.table({field.name: pa.array([row[field.name] for row in rows], field.type, from_pandas=True)
+                      for field in TRACK_SCHEMA}, schema=TRACK_SCHEMA)
+    write_parquet_atomic(tracks_table_path(corpus), table)
     return table

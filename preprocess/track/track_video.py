@@ -7,7 +7,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 
 from preprocess.records import SKIPPED, StageFailure
 from preprocess.framestore import FrameStore, frame_store
@@ -129,7 +128,7 @@ def default_scratch(video: Path) -> Path:
 
 @dataclass
 class VideoTracks:
-    boxes: pd.DataFrame  # BOX_COLUMNS
+    boxes: dict[str, np.ndarray]  # BOX_COLUMNS, one array each: a row per frame of the kept segments
     segments: list[dict]  # one per kept segment, tracks.parquet columns less corpus/video_id
     details: dict  # for the status record
 
@@ -183,7 +182,8 @@ def track_video(video: Path, audio_path: Path | None, params: TrackParams, detec
         track = tracks[choice.index]
         frames_out.append(_box_rows(seg, track))
         segments.append(_segment_row(seg, track, choice, int(at_once[track.start: track.end].max()), params))
-    return VideoTracks(pd.concat(frames_out, ignore_index=True), segments, details)
+    boxes = {k: np.concatenate([rows[k] for rows in frames_out]) for k in BOX_COLUMNS}
+    return VideoTracks(boxes, segments, details)
 
 
 def _sync_scores(video: Path, audio_path: Path | None, decoded: Decoded, tracks: list[Track],
@@ -207,15 +207,15 @@ def _round(x: float) -> float | None:
     return round(float(x), 4) if np.isfinite(x) else None
 
 
-def _box_rows(segment: int, track: Track) -> pd.DataFrame:
+def _box_rows(segment: int, track: Track) -> dict[str, np.ndarray]:
     n = len(track.boxes)
-    return pd.DataFrame({
+    return {
         "segment": np.full(n, segment, np.int32),
         "frame": np.arange(track.start, track.end, dtype=np.int32),
         **{k: track.boxes[:, i].astype(np.float32) for i, k in enumerate(["x1", "y1", "x2", "y2"])},
         "score": track.scores.astype(np.float32),
         "detected": track.detected.astype(bool),
-    })
+    }
 
 
 def _segment_row(segment: int, track: Track, choice: Choice, n_faces: int, params: TrackParams) -> dict:

@@ -181,9 +181,9 @@ def make_project(root: Path, code: Path, clips: list[Path], inprocess_below: int
     run([sys.executable, "-m", "pipeline", "corpus", "add", corpus, "raw", "--pattern", pattern,
          "--role", "pretrain", "--label", "real"], root, env)
     run(["dvc", "init", "--no-scm", "-q"], root, env)
-    # the repository's DVC settings, as a clone has them (analytics off: else each `dvc repro` starts a
-    # reporting process that competes for the benchmark's core)
-    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    # analytics off, as in the repository's .dvc/config (else each `dvc repro` starts a reporting process
+    # that competes for the benchmark's core)
+    run(["dvc", "config", "core.analytics", "false"], root, env)
     return env
 
 

@@ -12,9 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyarrow.parquet as pq
-
-from preprocess.fileio import write_parquet_atomic
+from preprocess.fileio import read_parquet, write_parquet_atomic
 from pipeline.corpora import Corpus
 from preprocess.fileio import sha256_file
 from preprocess.paths import project_path
@@ -142,7 +140,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
 def read_manifest_rows(path: Path) -> list[dict]:
     """The manifest as one dict per video (a missing value is None), sorted by video id."""
     _must_exist(path)
-    return sorted(pq.read_table(path).to_pylist(), key=lambda row: row["video_id"])
+    return sorted(read_parquet(path).to_pylist(), key=lambda row: row["video_id"])
 
 
 def _must_exist(path: Path) -> None:

@@ -78,10 +78,10 @@ def read_shard_manifest(corpus: str) -> pd.DataFrame | None:
 
 
 def _video_ids(corpus: str) -> list[str]:
-    import pyarrow.parquet as pq
+    from preprocess.fileio import read_parquet
 
     path = paths.source_manifest_path(corpus)
-    return pq.read_table(path, columns=["video_id"]).column("video_id").to_pylist() if path.exists() else []
+    return read_parquet(path, columns=["video_id"]).column("video_id").to_pylist() if path.exists() else []
 
 
 def _generic(reason: str) -> str:

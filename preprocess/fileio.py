@@ -104,6 +104,15 @@ def write_parquet_atomic(path: Path, table) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+def read_parquet(path: Path, columns: list[str] | None = None):
+    """A Parquet file as an Arrow table. Through ParquetFile, not pyarrow.parquet.read_table: that one imports
+    pyarrow.dataset, a quarter of a second of every stage command."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as file:
+        return file.read(columns=columns)
+
+
 def remove_leftover_tmp_files(folder: Path) -> int:
     """Delete temporary files a killed run left behind; returns how many."""
     if not folder.exists():

@@ -181,3 +181,20 @@ def test_missing_weights_name_the_file_and_where_to_put_it(tmp_path, monkeypatch
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"x")
     assert resolve_weights(None, "retinaface_mobilenet0.25.pth", None) == cached
+
+
+def test_box_filters_are_scipys_bit_for_bit():
+    # tracking.py writes them out to spare the track stage scipy.ndimage's import
+    from scipy.ndimage import median_filter, uniform_filter1d
+
+    from preprocess.track.tracking import mean3_rows, median_rows
+
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        n, k = int(rng.integers(3, 200)), int(rng.integers(1, 12))
+        k = min(k, n)
+        x = (rng.normal(size=(n, 4)) * rng.choice([0.5, 20, 300]) + 200).astype(np.float32).astype(np.float64)
+        if trial % 2:
+            x = np.round(x)  # ties, as boxes from a still face have
+        assert np.array_equal(median_rows(x, k), median_filter(x, size=(k, 1), mode="nearest")), (n, k)
+        assert np.array_equal(mean3_rows(x), uniform_filter1d(x, size=3, axis=0, mode="nearest")), n

@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-import pyarrow.parquet as pq
 
 from preprocess import paths
 from preprocess.align.align_params import AlignParams
-from preprocess.fileio import prune_outputs
+from preprocess.fileio import prune_outputs, read_parquet
 from preprocess.records import OK, CorpusRef, StatusRecord, VideoTask
 from preprocess.resample import stage as resample_stage
 from preprocess.settings import json_hash, section
@@ -59,7 +58,7 @@ def work(task: VideoTask) -> dict:
 
     inp = task.inputs
     landmarker = landmarker_for(inp["params"], inp["weights"])
-    table = pq.read_table(inp["boxes"])
+    table = read_parquet(inp["boxes"])
     boxes = {name: column.to_numpy() for name, column in zip(table.column_names, table.columns)}
     return align_video(Path(inp["video"]), boxes, inp["segments"], inp["params"], landmarker,
                        output_path(task.corpus, task.video_id))
@@ -90,6 +89,6 @@ def _segments_by_video(tracks_path: Path) -> dict[str, list[dict]]:
     if not tracks_path.exists():
         return {}
     by_video: dict[str, list[dict]] = {}
-    for row in pq.read_table(tracks_path).to_pylist():
+    for row in read_parquet(tracks_path).to_pylist():
         by_video.setdefault(row.pop("video_id"), []).append(row)
     return by_video

@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from preprocess import paths
 from preprocess.contract import split_order
 from preprocess.crop.samples import manifest_row, read_video_tar
-from preprocess.fileio import sha256_file, write_bytes_atomic, write_parquet_atomic, writing_into
+from preprocess.fileio import read_parquet, sha256_file, write_bytes_atomic, write_parquet_atomic, writing_into
 from preprocess.shardformat import ShardWriter, read_ref, scan_shard
 
 STAGE = "crop"
@@ -86,7 +85,7 @@ def read_packed(corpus: str) -> Packed:
     if not manifest.exists() or not packed.exists() or not index_paths(corpus)[0].exists():
         return Packed({}, {})  # no committed set of shards
     samples: dict[str, list[tuple[str, str]]] = {}
-    rows = pq.read_table(manifest, columns=["key", "shard", "video_id", "segment"]).to_pylist()
+    rows = read_parquet(manifest, columns=["key", "shard", "video_id", "segment"]).to_pylist()
     for row in sorted(rows, key=lambda r: (r["video_id"], r["segment"])):
         samples.setdefault(row["video_id"], []).append((row["key"], row["shard"]))
     return Packed(json.loads(packed.read_bytes()), samples)

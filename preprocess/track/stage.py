@@ -10,10 +10,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from preprocess import paths
-from preprocess.fileio import prune_outputs, write_parquet_atomic
+from preprocess.fileio import prune_outputs, read_parquet, write_parquet_atomic
 from preprocess.records import OK, CorpusRef, StatusRecord, VideoTask
 from preprocess.resample import stage as resample_stage
 from preprocess.settings import json_hash, section
@@ -120,7 +119,7 @@ def write_tracks_table(corpus: str, video_ids: set[str]) -> pa.Table:
     a NaN confidence is stored as null), the same bytes for the same results."""
     rows = []
     for video_id in sorted(video_ids):
-        segments = pq.read_table(output_paths(corpus, video_id)[1]).to_pylist()
+        segments = read_parquet(output_paths(corpus, video_id)[1]).to_pylist()
         segments.sort(key=lambda seg: seg["segment"])
         rows += [{"corpus": corpus, "video_id": video_id, **seg} for seg in segments]
     table = pa.table({field.name: pa.array([row[field.name] for row in rows], field.type, from_pandas=True)

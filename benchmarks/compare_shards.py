@@ -47,7 +47,10 @@ def compare(old: Path, new: Path) -> None:
     if list(ma.columns) != list(mb.columns):
         print(f"  manifest columns differ: {list(ma.columns)} vs {list(mb.columns)}")
     elif len(ma) == len(mb):
-        print(f"  manifest columns that differ: {[c for c in ma.columns if not ma[c].equals(mb[c])] or 'none'}")
+        # values, not dtypes: tables written by pandas and by pyarrow read back with other dtypes (Float64, float64)
+        differ = [c for c in ma.columns if not ma[c].astype(object).where(ma[c].notna(), None).tolist()
+                  == mb[c].astype(object).where(mb[c].notna(), None).tolist()]
+        print(f"  manifest columns that differ: {differ or 'none'}")
 
 
 def main() -> None:

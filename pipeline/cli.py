@@ -124,29 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
-def _pyarrow_without_pandas() -> None:
-    """pyarrow imports pandas (0.25 s), when it can, the first time it converts Python or NumPy data, to
-    recognise pandas objects; a stage command has none. Its one probe finds no pandas, so it stops looking;
-    an `import pandas` afterwards still works, and pyarrow then uses it where it must (Table.from_pandas)."""
-    import importlib.abc
-
-    import pyarrow as pa
-
-    class NoPandas(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "pandas":
-                raise ImportError("pandas is not imported by the stage commands")
-
-    if "pandas" in sys.modules:
-        return
-    finder = NoPandas()
-    sys.meta_path.insert(0, finder)
-    try:
-        pa.array([0])
-    finally:
-        sys.meta_path.remove(finder)
-
-
 def _corpus(args) -> int:
     from pipeline import registry
 
@@ -172,8 +149,6 @@ def _corpus(args) -> int:
 def _stage(args) -> int:
     from pipeline import stages
     from pipeline.cluster import StageCluster
-
-    _pyarrow_without_pandas()
 
     with StageCluster(args.scheduler, args.workers) as cluster:  # started only for enough work
         stages.run(args.stage, args.corpus, cluster)

@@ -127,8 +127,6 @@ def video_crops(path: Path, params: ChainParams, models: ChainModels, on_step=No
 
 def _run_steps(path: Path, tmp: Path, params: ChainParams, models: ChainModels, result: VideoCrops,
                on_step, corrupt: Corrupting | None = None) -> None:
-    import pandas as pd
-
     from preprocess.align.align_video import align_video, load_aligned
     from preprocess.corrupted_crops import render as render_corrupted
     from preprocess.crop.render import render_mouths

@@ -114,9 +114,9 @@ def records_to_table(records: list[StatusRecord]) -> pa.Table:
         detail_keys.update(details)
         rows.append(plain)
     columns = ["corpus", "video_id", "stage", "status", "reason", "fingerprint", *sorted(detail_keys)]
-    if not rows:
-        return pa.table({c: pa.array([], pa.string()) for c in columns})
-    return pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
+    # a NaN detail is stored as null, as a missing one (types inferred per column; none: an empty table)
+    return pa.table({c: pa.array([row.get(c) for row in rows], None if rows else pa.string(), from_pandas=True)
+                     for c in columns})
 
 
 def write_status_table(stage: str, corpus: str, records: list[StatusRecord]) -> None:

@@ -41,17 +41,17 @@ stage.work = poisoned
 sys.exit(main(sys.argv[2:]))
 """
 
-# `python -m pipeline stage ...`, exit status 3 if pandas got imported: the stage commands read and write
-# their tables with pyarrow alone (pandas' import is 0.25 s of each of the four per corpus), and pyarrow,
-# which would import it on its own, is told there is none
+# `python -m pipeline stage ...` (it ends with os._exit), exit status 3 if pandas got imported: the stage
+# commands read and write their tables with pyarrow alone (pandas' import is 0.25 s of each of the four per
+# corpus), and pyarrow, which would import it on its own, is told there is none
 WITHOUT_PANDAS_CLI = """
-import sys
-from pipeline.cli import main
+import os, runpy, sys
 
-code = main(sys.argv[1:])
-sys.exit(3 if "pandas" in sys.modules else code)
+exit_now = os._exit
+os._exit = lambda code: exit_now(3 if "pandas" in sys.modules else code)
+sys.argv = ["pipeline", *sys.argv[1:]]
+runpy.run_module("pipeline", run_name="__main__")
 """
-
 
 def test_the_stage_commands_run_without_pandas(project, clips):
     copy_clip(clips.grid[0], project / "raw")

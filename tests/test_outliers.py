@@ -85,10 +85,10 @@ def test_a_planted_outlier_on_a_real_clip_is_interpolated_and_counted(clips, pro
     planted = {}
     decode = align_video.decode_tracked
 
-    def planting(video, rows, params, landmarker):
-        landmarks, scores = decode(video, rows, params, landmarker)
-        k = len(rows) // 2
-        planted.update(frame=int(rows.frame.iloc[k]), clean=landmarks[k].astype(np.float64))
+    def planting(video, frames, boxes, params, landmarker):
+        landmarks, scores = decode(video, frames, boxes, params, landmarker)
+        k = len(frames) // 2
+        planted.update(frame=int(frames[k]), clean=landmarks[k].astype(np.float64))
         landmarks[k] = onto_chin(landmarks, [k])[k]
         return landmarks, scores
 

@@ -9,6 +9,7 @@ most of the speed-up on CPU; the benchmark measures what it costs in box accurac
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,26 +96,38 @@ def frontal_face_detector(cache: Path | None = None):
     """dlib.get_frontal_face_detector(), from its saved form when there is one. Building it takes 0.34 s of
     every track stage command, loading the saved detector 1 ms; the saved file (150 kB, per dlib version, in
     `cache`, default $XDG_CACHE_HOME/avlips or ~/.cache/avlips) is the same detector, box for box and score
-    for score. Written on first use; an unwritable or damaged file only costs the build."""
+    for score. Its name carries the sha256 of its bytes, checked on loading: a changed file is not used. Written
+    on first use; an unreadable, unwritable or damaged cache only costs the build."""
     import dlib
 
-    from preprocess.fileio import NotWritable, atomic_path
-
-    folder = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "avlips"
-    path = folder / f"dlib-{dlib.__version__}-frontal-face.svm"
-    if path.is_file():
-        try:
-            return dlib.fhog_object_detector(str(path))
-        except RuntimeError:
-            pass  # damaged (a disk fault, an edit): built and saved again below
+    prefix = f"dlib-{dlib.__version__}-frontal-face"
+    try:
+        folder = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "avlips"
+        for saved in sorted(folder.glob(f"{prefix}-*.svm")):
+            if saved.stem.rsplit("-", 1)[1] == hashlib.sha256(saved.read_bytes()).hexdigest()[:16]:
+                return dlib.fhog_object_detector(str(saved))
+    except (OSError, RuntimeError):  # no home, no permission, a file dlib cannot read: build it
+        folder = None
     detector = dlib.get_frontal_face_detector()
+    if folder is not None:
+        _save_detector(detector, folder, prefix)
+    return detector
+
+
+def _save_detector(detector, folder: Path, prefix: str) -> None:
+    import tempfile
+
+    from preprocess.fileio import NotWritable, write_bytes_atomic
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            detector.save(str(tmp))
+        with tempfile.TemporaryDirectory(dir=folder) as scratch:  # dlib writes only to a path of its own
+            raw = Path(scratch) / "detector.svm"
+            detector.save(str(raw))
+            data = raw.read_bytes()
+        write_bytes_atomic(folder / f"{prefix}-{hashlib.sha256(data).hexdigest()[:16]}.svm", data)
     except (OSError, NotWritable):
         pass
-    return detector
 
 
 class DlibHogDetector:

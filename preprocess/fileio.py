@@ -104,6 +104,19 @@ def write_parquet_atomic(path: Path, table) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+def rows_to_table(rows: list[dict], schema=None, columns: list[str] | None = None):
+    """Rows (dicts) as an Arrow table, column by column; a missing key or a NaN is null. `schema` (a
+    pyarrow.Schema) types the columns; without one they are `columns`, in order, with inferred types (an
+    empty table's are strings)."""
+    import pyarrow as pa
+
+    if schema is not None:
+        return pa.table({f.name: pa.array([row.get(f.name) for row in rows], f.type, from_pandas=True)
+                         for f in schema}, schema=schema)
+    return pa.table({c: pa.array([row.get(c) for row in rows], None if rows else pa.string(), from_pandas=True)
+                     for c in columns})
+
+
 def read_parquet(path: Path, columns: list[str] | None = None):
     """A Parquet file as an Arrow table. Through ParquetFile, not pyarrow.parquet.read_table: that one imports
     pyarrow.dataset, a quarter of a second of every stage command."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from preprocess import paths
-from preprocess.fileio import write_bytes_atomic, write_parquet_atomic
+from preprocess.fileio import rows_to_table, write_bytes_atomic, write_parquet_atomic
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
@@ -114,9 +114,7 @@ def records_to_table(records: list[StatusRecord]) -> pa.Table:
         detail_keys.update(details)
         rows.append(plain)
     columns = ["corpus", "video_id", "stage", "status", "reason", "fingerprint", *sorted(detail_keys)]
-    # a NaN detail is stored as null, as a missing one (types inferred per column; none: an empty table)
-    return pa.table({c: pa.array([row.get(c) for row in rows], None if rows else pa.string(), from_pandas=True)
-                     for c in columns})
+    return rows_to_table(rows, columns=columns)  # a NaN detail: null, as a missing one
 
 
 def write_status_table(stage: str, corpus: str, records: list[StatusRecord]) -> None:

@@ -28,7 +28,8 @@ import pyarrow as pa
 from preprocess import paths
 from preprocess.contract import split_order
 from preprocess.crop.samples import manifest_row, read_video_tar
-from preprocess.fileio import read_parquet, sha256_file, write_bytes_atomic, write_parquet_atomic, writing_into
+from preprocess.fileio import (read_parquet, rows_to_table, sha256_file, write_bytes_atomic, write_parquet_atomic,
+                              writing_into)
 from preprocess.shardformat import ShardWriter, read_ref, scan_shard
 
 STAGE = "crop"
@@ -157,9 +158,7 @@ def _samples(corpus, video_id, fingerprint, packed: Packed, shard_samples: _Shar
 
 def _write_tables(corpus: str, folder: Path, rows: list, shards: list, maxcount: int, maxsize: int,
                   fingerprints: dict) -> None:
-    # a missing number (no sync offset, a NaN confidence) is stored as null
-    table = pa.table({field.name: pa.array([row.get(field.name) for row in rows], field.type, from_pandas=True)
-                      for field in MANIFEST_SCHEMA}, schema=MANIFEST_SCHEMA)
+    table = rows_to_table(rows, MANIFEST_SCHEMA)  # no sync offset, a NaN confidence: null
     write_parquet_atomic(folder / "manifest.parquet", table)
 
     # per-video labels (corpus add --labels) can mix real and fake in one shard: count them per shard

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from preprocess import paths
-from preprocess.fileio import prune_outputs, read_parquet, write_parquet_atomic
+from preprocess.fileio import prune_outputs, read_parquet, rows_to_table, write_parquet_atomic
 from preprocess.records import OK, CorpusRef, StatusRecord, VideoTask
 from preprocess.resample import stage as resample_stage
 from preprocess.settings import json_hash, section
@@ -122,7 +122,6 @@ def write_tracks_table(corpus: str, video_ids: set[str]) -> pa.Table:
         segments = read_parquet(output_paths(corpus, video_id)[1]).to_pylist()
         segments.sort(key=lambda seg: seg["segment"])
         rows += [{"corpus": corpus, "video_id": video_id, **seg} for seg in segments]
-    table = pa.table({field.name: pa.array([row[field.name] for row in rows], field.type, from_pandas=True)
-                      for field in TRACK_SCHEMA}, schema=TRACK_SCHEMA)
+    table = rows_to_table(rows, TRACK_SCHEMA)
     write_parquet_atomic(tracks_table_path(corpus), table)
     return table

@@ -150,7 +150,7 @@ def test_small_i420_frames_match_full_decode_then_resize(clips, which, tmp_path_
     import cv2
 
     from preprocess.media import iter_i420_batches, read_frames, video_size
-    from preprocess.track.track_video import detection_size
+    from preprocess.track.detect import detection_size
 
     video, _ = resampled(clip_of(clips, which), tmp_path_factory.mktemp("clips"))
     full = read_frames(video)

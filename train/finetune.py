@@ -24,10 +24,10 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from dvclive import Live
 
 from models.detector import Detector, DetectorConfig
 from preprocess.fileio import sha256_file
@@ -38,6 +38,9 @@ from train.finetune_config import FinetuneConfig, FinetuneSetup, load_setup
 from train.metrics import auc, choose_threshold, labels01
 from train.scoring import save_detector, save_untrained
 from train.videoscores import score_videos
+
+if TYPE_CHECKING:
+    from dvclive import Live  # imported where a run logs: the training step needs no DVCLive (benchmarks/bench_gpu.py)
 
 
 def build_detector(setup: FinetuneSetup) -> Detector:
@@ -94,6 +97,21 @@ def set_epoch_lr(opt: torch.optim.Optimizer, epoch: int, ft: FinetuneConfig) -> 
         g["lr"] = g["initial_lr"] * ft.lr_decay ** epoch
 
 
+def train_step(model, opt, batch: dict, ft: FinetuneConfig, device: torch.device) -> torch.Tensor:
+    """One optimizer step on a batch of labelled clips: -> the BCE loss. bf16 autocast on GPU."""
+    video = batch["video"].to(device, non_blocking=True)
+    label = batch["label"].to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=ft.bf16 and device.type == "cuda"):
+        logits = model(video)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), label)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if ft.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], ft.grad_clip)
+    opt.step()
+    return loss
+
+
 def train_epoch(model, det: Detector, opt, loader, ds: LabelledClips, epoch: int, ft: FinetuneConfig,
                 info: DistInfo) -> dict:
     det.train()
@@ -101,23 +119,11 @@ def train_epoch(model, det: Detector, opt, loader, ds: LabelledClips, epoch: int
     set_epoch_lr(opt, epoch, ft)
     n_steps = ds.batches_per_rank if ft.max_steps_per_epoch is None else min(ds.batches_per_rank,
                                                                              ft.max_steps_per_epoch)
-    use_bf16 = ft.bf16 and info.device.type == "cuda"
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    trainable = [p for g in opt.param_groups for p in g["params"]]
     total, steps, t0 = 0.0, 0, time.perf_counter()
     for batch in loader:
         if steps == n_steps:
             break
-        video = batch["video"].to(info.device, non_blocking=True)
-        label = batch["label"].to(info.device, non_blocking=True)
-        with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            logits = model(video)
-        loss = loss_fn(logits.float(), label)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if ft.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(trainable, ft.grad_clip)
-        opt.step()
+        loss = train_step(model, opt, batch, ft, info.device)
         total += float(loss.detach())
         steps += 1
         if info.is_main and (steps == 1 or steps % ft.log_every == 0 or steps == n_steps):
@@ -247,6 +253,8 @@ def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir:
         det.load_state_dict(state.pop("model"))
         opt.load_state_dict(state.pop("optimizer"))
         set_rng_state(state.pop("rng"))  # (each epoch reseeds from (seed, epoch, rank) anyway)
+    from dvclive import Live
+
     live = Live(live_dir, save_dvc_exp=False, dvcyaml=None) if info.is_main and live_dir else None
     if live is not None:
         live.log_params({"params_hash": meta["params_hash"], "init": ft.init, "balance": ft.balance,
@@ -299,6 +307,8 @@ def _empty_live(live_dir: str | None) -> None:
     """A run with nothing to train still leaves the DVCLive outputs dvc.yaml names (metrics.json, an empty
     plots folder): DVC accepts them, and there is no curve to draw."""
     if live_dir:
+        from dvclive import Live
+
         Live(live_dir, save_dvc_exp=False, dvcyaml=None).end()
         (Path(live_dir) / "plots" / "metrics").mkdir(parents=True, exist_ok=True)
 

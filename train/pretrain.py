@@ -14,11 +14,11 @@ import math
 import resource
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from dvclive import Live
 
 from models.avclip import AVContrastiveModel
 from models.loss import InfoNCELoss
@@ -28,6 +28,9 @@ from train.pretrain_config import PretrainConfig, config_hash, load_configs, res
 from train.data import eval_windows, read_index, train_loader
 from train.distributed import DistInfo, all_reduce_mean, broadcast_from_main, cleanup, init_from_env, wrap_ddp
 from train.retrieval import a2v_topk, embed_windows
+
+if TYPE_CHECKING:
+    from dvclive import Live  # imported by run(): the training step needs no DVCLive (benchmarks/bench_gpu.py)
 
 
 MODULES = ("video", "audio", "heads", "audio_scratch")  # audio_scratch: the audio encoder when not pretrained
@@ -276,6 +279,7 @@ def run(params: str, index: str, out: str, live_dir: str | None) -> dict:
         print(f"before training: {state['initial']}", flush=True)
     if info.is_main and live_dir:
         # Curves are rebuilt from the checkpoint's history, so a resumed run's plots are whole.
+        from dvclive import Live
         live = Live(live_dir, save_dvc_exp=False, dvcyaml=None)
         live.log_params({"params_hash": params_hash, "shard_index_sha256": index_sha})
         log_epoch(live, state["initial"])

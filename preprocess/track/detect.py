@@ -201,3 +201,9 @@ def detection_scale(width: int, height: int, short_side: int | None) -> float:
     if not short_side:
         return 1.0
     return min(1.0, short_side / min(width, height))
+
+
+def detection_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    """The small frame size: shorter side at most `short_side`, both sides even (I420 frames need it)."""
+    s = detection_scale(width, height, short_side)
+    return max(2, round(width * s / 2) * 2), max(2, round(height * s / 2) * 2)

@@ -11,7 +11,7 @@ import numpy as np
 from preprocess.records import SKIPPED, StageFailure
 from preprocess.framestore import FrameStore, frame_store
 from preprocess.media import iter_i420_batches, read_audio, video_size
-from preprocess.track.detect import RetinaFaceBatch, detection_scale
+from preprocess.track.detect import RetinaFaceBatch, detection_size
 from preprocess.track.motion import streamed_motion_energy, wav_envelope
 from preprocess.track.track_params import TrackParams
 from preprocess.track.shots import ShotCuts
@@ -32,12 +32,6 @@ class Decoded:
     detections: dict[int, np.ndarray]
     cuts: list[int]
     gray: FrameStore  # T rows (h, w) uint8 at detection size, for the mouth motion; open only inside track_video
-
-
-def detection_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
-    """The small frame size: shorter side at most `short_side`, both sides even (I420 frames need it)."""
-    s = detection_scale(width, height, short_side)
-    return max(2, round(width * s / 2) * 2), max(2, round(height * s / 2) * 2)
 
 
 def decode_and_detect(video: Path, detector: RetinaFaceBatch, params: TrackParams, gray: FrameStore) -> Decoded:

@@ -13,12 +13,13 @@ so no preprocessing runs first, and no input pipeline limits the figures):
   pretrain   train.pretrain.train_step at the paper's R18 + L6-Transformer and wav2vec2-base shape
              (params/paper.yaml: 2 s windows, its per-GPU batch), bf16 autocast, AdamW, InfoNCE
   finetune   train.finetune.train_step at the paper's fine-tuning (frozen stem and trunk, 1 s clips, its batch)
-  evaluate   train.scoring.video_clip_logits (the evaluate stage's scoring: 1 s clips, fp32) on 10 s segments
+  evaluate   train.scoring.video_clip_logits (the evaluate stage's scoring: 1 s clips, fp32, up to
+             `evaluate.batch_size` a forward) on 10 s segments
 The frames are scikit-image's astronaut photograph moving across a 1280x720 canvas. Weights: RetinaFace from
 --retinaface (or weights.retinaface's usual lookup) when there is a file, else random (the network's cost is
 the same; random scores would keep hundreds of boxes, so then none is kept and NMS is not timed: the table says
 which); FAN and both
-encoders random (the compute of trained ones). Each part: warm-up steps (cuDNN's autotuning, the allocator),
+encoders random (the compute of trained ones). Each part: warm-up steps (CUDA's lazy loading, the allocator),
 then timed steps until --seconds have passed; peak memory is torch.cuda.max_memory_allocated per part.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+PARTS = ("detect", "landmarks", "pretrain", "finetune", "evaluate")
 FRAME_SIZE = (720, 1280)  # the resample stage's largest output (max_short_side 720)
 
 
@@ -116,6 +118,11 @@ def peak_gib(device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
+def pinned(batch: dict, device) -> dict:
+    """A host batch as the training loaders give it on a GPU (pin_memory): its copy to the card is asynchronous."""
+    return {k: v.pin_memory() for k, v in batch.items()} if device.type == "cuda" else batch
+
+
 def bench_detect(args, params: dict, device, frames: np.ndarray) -> dict:
     import cv2
     import torch
@@ -188,7 +195,8 @@ def bench_pretrain(args, params_path: Path, device) -> dict:
     reset_peak(device)
     model = AVContrastiveModel(model_cfg).to(device).train()
     opt, loss_fn = make_optimizer(model, cfg), InfoNCELoss(cfg.temperature)
-    data = {"video": torch.randn(batch, window, crop, crop), "audio": torch.randn(batch, window * SAMPLES_PER_FRAME)}
+    data = pinned({"video": torch.randn(batch, window, crop, crop),
+                   "audio": torch.randn(batch, window * SAMPLES_PER_FRAME)}, device)
     per_step, steps = timed(lambda: train_step(model, loss_fn, opt, data, cfg, device), args.seconds,
                             args.warmup, args.min_steps, device.type == "cuda")
     peak = peak_gib(device)
@@ -212,8 +220,8 @@ def bench_finetune(args, params_path: Path, device) -> dict:
     reset_peak(device)
     det = build_detector(setup).to(device).train()
     opt = torch.optim.AdamW(param_groups(det, ft))
-    data = {"video": torch.randn(batch, ft.clip, setup.augment.crop, setup.augment.crop),
-            "label": (torch.arange(batch) % 2).float()}
+    data = pinned({"video": torch.randn(batch, ft.clip, setup.augment.crop, setup.augment.crop),
+                   "label": (torch.arange(batch) % 2).float()}, device)
     per_step, steps = timed(lambda: train_step(det, opt, data, ft, device), args.seconds, args.warmup,
                             args.min_steps, device.type == "cuda")
     peak = peak_gib(device)
@@ -222,7 +230,7 @@ def bench_finetune(args, params_path: Path, device) -> dict:
             "rate": batch / per_step, "unit": "clips/s", "steps": steps, "peak": peak}
 
 
-def bench_evaluate(args, params_path: Path, device) -> dict:
+def bench_evaluate(args, params: dict, params_path: Path, device) -> dict:
     import torch
 
     from train.finetune import build_detector
@@ -230,23 +238,24 @@ def bench_evaluate(args, params_path: Path, device) -> dict:
     from train.scoring import video_clip_logits
 
     setup = load_setup(params_path, init="scratch")
-    ft = setup.finetune
+    clip, batch = setup.finetune.clip, args.batch or params["evaluate"]["batch_size"]
     seconds_of_video = 2 if args.smoke else 10
     segment = np.random.default_rng(0).integers(0, 256, (25 * seconds_of_video, 96, 96), dtype=np.uint8)
     torch.manual_seed(0)
     reset_peak(device)
     det = build_detector(setup).to(device).eval()
-    per_video, steps = timed(lambda: video_clip_logits(det, segment, device, ft.eval_batch_size), args.seconds,
+    per_video, steps = timed(lambda: video_clip_logits(det, segment, device, batch), args.seconds,
                              args.warmup, args.min_steps, device.type == "cuda")
     peak = peak_gib(device)
-    clips = len(segment) // ft.clip
-    return {"part": "evaluate", "setting": f"{seconds_of_video} s segments, {ft.clip}-frame clips, batch "
-            f"{ft.eval_batch_size}, fp32", "rate": clips / per_video, "unit": "clips/s", "steps": steps, "peak": peak}
+    clips = len(segment) // clip
+    return {"part": "evaluate", "setting": f"{seconds_of_video} s segments: {clips} {clip}-frame clips, "
+            f"{min(batch, clips)} a forward, fp32", "rate": clips / per_video, "unit": "clips/s", "steps": steps,
+            "peak": peak}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", nargs="+", default=["detect", "landmarks", "pretrain", "finetune", "evaluate"])
+    p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     p.add_argument("--seconds", type=float, default=20.0, help="timed seconds per part (after the warm-up)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per part")
     p.add_argument("--min-steps", type=int, default=5, help="timed calls per part, at least")
@@ -260,8 +269,6 @@ def main(argv=None) -> int:
     if args.smoke:
         args.seconds, args.warmup, args.min_steps, args.batch = 0.0, 0, 1, args.batch or 2
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}", flush=True)
     params = paper_setup(args.smoke)
@@ -274,28 +281,32 @@ def main(argv=None) -> int:
                 "landmarks": lambda: bench_landmarks(args, params, device, frames, boxes),
                 "pretrain": lambda: bench_pretrain(args, params_path, device),
                 "finetune": lambda: bench_finetune(args, params_path, device),
-                "evaluate": lambda: bench_evaluate(args, params_path, device)}
+                "evaluate": lambda: bench_evaluate(args, params, params_path, device)}
+        print(TABLE_HEAD, flush=True)  # each row as its part ends: a run cut short keeps the rows it has
         for part in args.parts:
             start = time.perf_counter()
             try:
                 row = runs[part]()
-            except torch.cuda.OutOfMemoryError as e:  # one part too big for the card: the others still run
-                row = {"part": part, "setting": f"out of GPU memory: {str(e).splitlines()[0]}", "rate": None,
+            except RuntimeError as e:  # out of GPU memory, a CUDA error: the other parts still run
+                row = {"part": part, "setting": f"failed: {str(e).splitlines()[0][:200]}", "rate": None,
                        "unit": "", "steps": 0, "peak": None}
             row["wall"] = time.perf_counter() - start
             rows.append(row)
-            print(f"{part}: done in {row['wall']:.0f} s", flush=True)
-    print_table(rows, name)
+            print(table_row(row), flush=True)
+    print(f"\n{TABLE_HEAD}")
+    for row in rows:
+        print(table_row(row))
+    print(f"({name}; {sum(r['wall'] for r in rows):.0f} s)")
     return 0 if all(r["rate"] for r in rows) else 1
 
 
-def print_table(rows: list[dict], device_name: str) -> None:
-    print(f"\n| part | setting | throughput | peak GPU memory | timed steps |  ({device_name})")
-    print("| --- | --- | --- | --- | --- |")
-    for r in rows:
-        rate = f"{r['rate']:,.1f} {r['unit']}" if r["rate"] else "-"
-        peak = f"{r['peak']:.2f} GiB" if r["peak"] is not None else "- (CPU)"
-        print(f"| {r['part']} | {r['setting']} | {rate} | {peak} | {r['steps']} |")
+TABLE_HEAD = "| part | setting | throughput | peak GPU memory | timed steps | seconds |\n| --- | --- | --- | --- | --- | --- |"
+
+
+def table_row(r: dict) -> str:
+    rate = f"{r['rate']:,.1f} {r['unit']}" if r["rate"] else "-"
+    peak = f"{r['peak']:.2f} GiB" if r["peak"] is not None else "- (CPU)"
+    return f"| {r['part']} | {r['setting']} | {rate} | {peak} | {r['steps']} | {r['wall']:.0f} |"
 
 
 if __name__ == "__main__":

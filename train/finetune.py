@@ -253,9 +253,11 @@ def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir:
         det.load_state_dict(state.pop("model"))
         opt.load_state_dict(state.pop("optimizer"))
         set_rng_state(state.pop("rng"))  # (each epoch reseeds from (seed, epoch, rank) anyway)
-    from dvclive import Live
+    live = None
+    if info.is_main and live_dir:
+        from dvclive import Live
 
-    live = Live(live_dir, save_dvc_exp=False, dvcyaml=None) if info.is_main and live_dir else None
+        live = Live(live_dir, save_dvc_exp=False, dvcyaml=None)
     if live is not None:
         live.log_params({"params_hash": meta["params_hash"], "init": ft.init, "balance": ft.balance,
                          "exclude_methods": ",".join(excluded)})

@@ -59,14 +59,16 @@ def synthetic_frames(n: int, size: tuple[int, int] = FRAME_SIZE) -> tuple[np.nda
     return frames, boxes
 
 
-def timed(step, seconds: float, warmup: int, min_steps: int, cuda: bool) -> tuple[float, int]:
-    """Mean seconds per call of `step` after `warmup` untimed calls; at least `min_steps` timed ones."""
+def timed(step, args, device) -> tuple[float, int]:
+    """Mean seconds per call of `step` after `args.warmup` untimed calls, timing until `args.seconds` have
+    passed and at least `args.min_steps` calls; the GPU's queue drained around each call."""
     import torch
 
-    for _ in range(warmup):
+    cuda = device.type == "cuda"
+    for _ in range(args.warmup):
         step()
     times = []
-    while len(times) < min_steps or sum(times) < seconds:
+    while len(times) < args.min_steps or sum(times) < args.seconds:
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -104,7 +106,7 @@ def write_params(params: dict, folder: Path) -> Path:
 
 
 def reset_peak(device) -> None:
-    """Start a part's peak-memory count (the earlier parts' models are gone by then)."""
+    """Start a part's peak-memory count (the earlier parts' models are freed by then)."""
     import torch
 
     if device.type == "cuda":
@@ -154,7 +156,7 @@ def bench_detect(args, params: dict, device, frames: np.ndarray) -> dict:
     reset_peak(device)
     detector = RetinaFaceBatch(Path(weights), dp, str(device))
     found = detector(small)
-    per_batch, steps = timed(lambda: detector(small), args.seconds, args.warmup, args.min_steps, device.type == "cuda")
+    per_batch, steps = timed(lambda: detector(small), args, device)
     peak = peak_gib(device)
     if scratch is not None:
         scratch.cleanup()
@@ -171,8 +173,7 @@ def bench_landmarks(args, params: dict, device, frames: np.ndarray, boxes: np.nd
     chunk, chunk_boxes = list(frames[:batch]), boxes[:batch]
     reset_peak(device)
     fan = FanLandmarker(None, align["fan_reference_scale"], batch, device=str(device), random_weights=True)
-    per_batch, steps = timed(lambda: fan.predict(chunk, chunk_boxes), args.seconds, args.warmup,
-                             args.min_steps, device.type == "cuda")
+    per_batch, steps = timed(lambda: fan.predict(chunk, chunk_boxes), args, device)
     peak = peak_gib(device)
     return {"part": "landmarks", "setting": f"FAN 2DFAN4 (random weights), batch {batch} of "
             f"{frames.shape[2]}x{frames.shape[1]} frames", "rate": batch / per_batch, "unit": "frames/s",
@@ -197,8 +198,7 @@ def bench_pretrain(args, params_path: Path, device) -> dict:
     opt, loss_fn = make_optimizer(model, cfg), InfoNCELoss(cfg.temperature)
     data = pinned({"video": torch.randn(batch, window, crop, crop),
                    "audio": torch.randn(batch, window * SAMPLES_PER_FRAME)}, device)
-    per_step, steps = timed(lambda: train_step(model, loss_fn, opt, data, cfg, device), args.seconds,
-                            args.warmup, args.min_steps, device.type == "cuda")
+    per_step, steps = timed(lambda: train_step(model, loss_fn, opt, data, cfg, device), args, device)
     peak = peak_gib(device)
     n_video = sum(p.numel() for p in model.video.parameters()) / 1e6
     precision = "bf16 autocast" if cfg.bf16 and device.type == "cuda" else "fp32"
@@ -222,8 +222,7 @@ def bench_finetune(args, params_path: Path, device) -> dict:
     opt = torch.optim.AdamW(param_groups(det, ft))
     data = pinned({"video": torch.randn(batch, ft.clip, setup.augment.crop, setup.augment.crop),
                    "label": (torch.arange(batch) % 2).float()}, device)
-    per_step, steps = timed(lambda: train_step(det, opt, data, ft, device), args.seconds, args.warmup,
-                            args.min_steps, device.type == "cuda")
+    per_step, steps = timed(lambda: train_step(det, opt, data, ft, device), args, device)
     peak = peak_gib(device)
     precision = "bf16 autocast" if ft.bf16 and device.type == "cuda" else "fp32"
     return {"part": "finetune", "setting": f"freeze {ft.freeze}, batch {batch} x {ft.clip} frames, {precision}",
@@ -244,8 +243,7 @@ def bench_evaluate(args, params: dict, params_path: Path, device) -> dict:
     torch.manual_seed(0)
     reset_peak(device)
     det = build_detector(setup).to(device).eval()
-    per_video, steps = timed(lambda: video_clip_logits(det, segment, device, batch), args.seconds,
-                             args.warmup, args.min_steps, device.type == "cuda")
+    per_video, steps = timed(lambda: video_clip_logits(det, segment, device, batch), args, device)
     peak = peak_gib(device)
     clips = len(segment) // clip
     return {"part": "evaluate", "setting": f"{seconds_of_video} s segments: {clips} {clip}-frame clips, "

@@ -12,9 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from preprocess.fileio import read_parquet, write_parquet_atomic
 from pipeline.corpora import Corpus
-from preprocess.fileio import sha256_file
+from preprocess.fileio import read_parquet, sha256_file, write_parquet_atomic
 from preprocess.paths import project_path
 from pipeline.splits import group_of, read_split_file, split_of
 from preprocess.probe import ProbeError, ProbeInfo, probe

@@ -9,7 +9,8 @@ import sys
 
 from conftest import REPO
 
-PARTS = ("detect", "landmarks", "pretrain", "finetune", "evaluate")
+sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_gpu import PARTS  # noqa: E402  (numpy only at import: torch loads inside main)
 # Not on the GPU machines' image (face-alignment and ruamel.yaml travel as wheels, gpu.sh installs them)
 ABSENT_THERE = ("av", "dlib", "dask", "distributed", "dask_jobqueue", "webdataset", "dvclive", "dvc",
                 "scenedetect", "imageio_ffmpeg", "face_recognition_models")

@@ -53,6 +53,7 @@ sys.argv = ["pipeline", *sys.argv[1:]]
 runpy.run_module("pipeline", run_name="__main__")
 """
 
+
 def test_the_stage_commands_run_without_pandas(project, clips):
     copy_clip(clips.grid[0], project / "raw")
     add_corpus("g", "raw", pattern="*.mpg", role="pretrain", label="real")

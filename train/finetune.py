@@ -258,7 +258,6 @@ def run(params: str, index: str, pretrain_index: str | None, out: str, live_dir:
         from dvclive import Live
 
         live = Live(live_dir, save_dvc_exp=False, dvcyaml=None)
-    if live is not None:
         live.log_params({"params_hash": meta["params_hash"], "init": ft.init, "balance": ft.balance,
                          "exclude_methods": ",".join(excluded)})
         for record in state["history"]:  # a resumed run's curves are whole

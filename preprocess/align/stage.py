@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-
 from preprocess import paths
 from preprocess.align.align_params import AlignParams
 from preprocess.fileio import prune_outputs, read_parquet

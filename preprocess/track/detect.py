@@ -8,7 +8,6 @@ most of the speed-up on CPU; the benchmark measures what it costs in box accurac
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -57,12 +56,15 @@ class RetinaFaceBatch:
         self.net = detector.face_detector
         self.cfg = detector.cfg
         self.mean = torch.tensor(BGR_MEAN, device=self.device).view(1, 3, 1, 1)
+        self._prior_cache: dict[tuple[int, int], "torch.Tensor"] = {}  # per frame size (a video has one)
 
-    @functools.lru_cache(maxsize=8)
     def _priors(self, height: int, width: int) -> "torch.Tensor":
-        from face_alignment.detection.retinaface.prior_box import PriorBox
+        # a cache of this detector's own (functools.lru_cache on the method would keep every detector alive)
+        if (height, width) not in self._prior_cache:
+            from face_alignment.detection.retinaface.prior_box import PriorBox
 
-        return PriorBox(self.cfg, image_size=(height, width)).forward().to(self.device)
+            self._prior_cache[height, width] = PriorBox(self.cfg, image_size=(height, width)).forward().to(self.device)
+        return self._prior_cache[height, width]
 
     def __call__(self, frames: np.ndarray) -> list[np.ndarray]:
         """`frames`: uint8 (B, H, W, 3) RGB. Boxes are in the pixels of these frames."""

@@ -25,6 +25,11 @@ the reference landmarks are found on the 1080 frames in both cases (follow smoot
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_centring.py [--clips 9] [--frames 75] [--plant 1]
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_centring.py --hd 1080 --cap 720
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_centring.py --stride 3   # on the track stage's boxes
+
+--stride N: the landmarker reads boxes made as the track stage makes them (HOG at track.detect_short_side on
+every N-th frame, tracks filled in and smoothed) instead of the reference detector's; compare N to the shipped
+track.detect_stride before changing it.
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ from preprocess.align.smoothing import interpolate, landmark_outliers, local_qua
 from preprocess.align.align_params import AlignParams  # noqa: E402
 from preprocess.align.align_video import piece_transforms, plausible  # noqa: E402
 from preprocess.media import read_frames  # noqa: E402
+from preprocess.track.track_params import TrackParams  # noqa: E402
 
 TESTDATA = ROOT.parent / "shared" / "testdata"
 SPEED = (3.5, 2.0)  # px/frame across, down
@@ -149,12 +155,39 @@ def detect_boxes(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return boxes, found
 
 
-def landmarks_of(frames: np.ndarray, batch: int = 32, plant: int = 0, seed: int = 0) -> Landmarks:
+def tracked_boxes(frames: np.ndarray, stride: int, short_side: int) -> np.ndarray:
+    """(T, 4) boxes as the track stage makes them: dlib's HOG on frames shrunk to `short_side` (area filter),
+    every `stride`-th frame and the last, linked, filled in and smoothed by build_tracks (the shipped track
+    params); the longest track, its first / last box held outside it."""
+    from preprocess.track.detect import DlibHogDetector, detection_size
+    from preprocess.track.tracking import build_tracks
+
+    params = TrackParams()
+    size = detection_size(frames.shape[2], frames.shape[1], short_side)
+    scale = np.array([frames.shape[2] / size[0], frames.shape[1] / size[1]] * 2 + [1.0], np.float32)
+    detector = DlibHogDetector(params.detect)
+    wanted = sorted(set(range(0, len(frames), stride)) | {len(frames) - 1})
+    small = [cv2.resize(frames[i], size, interpolation=cv2.INTER_AREA) for i in wanted]
+    detections = {i: det * scale for i, det in zip(wanted, detector(np.stack(small)))}
+    tracks = build_tracks(detections, [], stride, params.tracking)
+    if not tracks:
+        raise ValueError(f"no face track at detect_stride {stride}")
+    track = max(tracks, key=lambda t: t.end - t.start)
+    index = np.clip(np.arange(len(frames)) - track.start, 0, len(track.boxes) - 1)
+    return track.boxes[index].astype(np.float64)
+
+
+def landmarks_of(frames: np.ndarray, batch: int = 32, plant: int = 0, seed: int = 0,
+                 stride: int | None = None, detect_short_side: int | None = None) -> Landmarks:
+    """`stride` None: the landmarker reads the reference detector's boxes (every frame, full size); a number:
+    the track stage's boxes at that detect_stride, detected at `detect_short_side` (tracked_boxes). The
+    reference is the same either way."""
     boxes, found = detect_boxes(frames)
+    track_boxes = boxes if stride is None else tracked_boxes(frames, stride, detect_short_side)
     raw = np.empty((len(frames), 68, 2), np.float32)
     refined, plain = DlibLandmarker(refine=True), DlibLandmarker(refine=False)
     for lo in range(0, len(frames), batch):  # batches as the align stage's (its box calibration is per batch)
-        raw[lo:lo + batch] = refined.predict(frames[lo:lo + batch], boxes[lo:lo + batch])[0]
+        raw[lo:lo + batch] = refined.predict(frames[lo:lo + batch], track_boxes[lo:lo + batch])[0]
     reference = plain.predict(frames, boxes)[0].astype(np.float64)
     reference[~found] = np.nan
     planted = np.zeros(len(frames), bool)
@@ -162,7 +195,7 @@ def landmarks_of(frames: np.ndarray, batch: int = 32, plant: int = 0, seed: int 
         slots = np.random.default_rng(seed).choice(np.arange(2, len(frames) - 2, 5), plant, replace=False)
         planted[slots] = True
         raw[slots] += raw[slots, 8:9] - raw[slots, geometry.MOUTH_POINTS].mean(1, keepdims=True)
-    return Landmarks(raw, plausible(raw, boxes, None, 0.0), reference, planted)
+    return Landmarks(raw, plausible(raw, track_boxes, None, 0.0), reference, planted)
 
 
 def crop_transforms(raw: np.ndarray, method: str, half_window: int = 6, speed: float = 1.5) -> np.ndarray:
@@ -219,6 +252,9 @@ def main() -> None:
     ap.add_argument("--roll", type=float, default=0.0, help="moving clips also roll by +- this many degrees")
     ap.add_argument("--hd", type=int, help="upscale every clip to this shorter side first")
     ap.add_argument("--cap", type=int, help="with --hd: also align after an area downscale to this shorter side")
+    ap.add_argument("--stride", type=int, help="landmarks on the track stage's boxes at this track.detect_stride "
+                    "(detection at track.detect_short_side, tracks filled in between) instead of the reference "
+                    "detector's every-frame boxes")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     clips = (sorted((TESTDATA / "grid").glob("*.mpg")) + sorted((TESTDATA / "cremad").glob("*.flv")))[:args.clips]
@@ -234,17 +270,22 @@ def main() -> None:
         frames = read_frames(clip, gray=True)[:args.frames]
         motion = pan_motion(pan_path(len(frames)), frames.shape[2:0:-1], args.zoom, args.roll)
         for kind, clip_frames, known in (("still", frames, None), ("moving", pan_frames(frames, motion), motion)):
+            # the moving clip's canvas is larger than the clip: detection scales it as the still one, so
+            # its faces stay above HOG's 80-px window (as they would in a video of that size)
+            detect_side = TrackParams().detect_short_side * min(clip_frames.shape[1:3]) / min(frames.shape[1:3])
             if args.hd:
                 clip_frames, up = resized(clip_frames, args.hd, cv2.INTER_CUBIC)
                 known = None if known is None else np.stack([geometry.compose(up, m) for m in known])
-            lms = landmarks_of(clip_frames, plant=args.plant, seed=i)
+            lms = landmarks_of(clip_frames, plant=args.plant, seed=i, stride=args.stride,
+                               detect_short_side=round(detect_side))
             for size in sizes:
                 label = f"{kind} {size}" if args.hd else kind
                 if size == "full":
                     found, to_found = lms, None
                 else:  # aligned on the downscaled frames, measured against the full-size reference
                     small, to_found = resized(clip_frames, args.cap, cv2.INTER_AREA)
-                    found = landmarks_of(small, plant=args.plant, seed=i)
+                    found = landmarks_of(small, plant=args.plant, seed=i, stride=args.stride,
+                                         detect_short_side=round(detect_side))
                 for j in jumps:
                     aligned, outliers = found.usable(j, args.window)
                     count = caught[kind, j]

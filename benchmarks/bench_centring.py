@@ -158,7 +158,8 @@ def detect_boxes(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def tracked_boxes(frames: np.ndarray, stride: int, short_side: int) -> np.ndarray:
     """(T, 4) boxes as the track stage makes them: dlib's HOG on frames shrunk to `short_side` (area filter),
     every `stride`-th frame and the last, linked, filled in and smoothed by build_tracks (the shipped track
-    params); the longest track, its first / last box held outside it."""
+    params); the longest track's, NaN outside it (the align stage never sees those frames). The detection
+    frames are shrunk with OpenCV's area filter, the stage's with the decoder's scaler."""
     from preprocess.track.detect import DlibHogDetector, detection_size
     from preprocess.track.tracking import build_tracks
 
@@ -173,8 +174,9 @@ def tracked_boxes(frames: np.ndarray, stride: int, short_side: int) -> np.ndarra
     if not tracks:
         raise ValueError(f"no face track at detect_stride {stride}")
     track = max(tracks, key=lambda t: t.end - t.start)
-    index = np.clip(np.arange(len(frames)) - track.start, 0, len(track.boxes) - 1)
-    return track.boxes[index].astype(np.float64)
+    boxes = np.full((len(frames), 4), np.nan)
+    boxes[track.start:track.end] = track.boxes
+    return boxes
 
 
 def landmarks_of(frames: np.ndarray, batch: int = 32, plant: int = 0, seed: int = 0,
@@ -184,6 +186,9 @@ def landmarks_of(frames: np.ndarray, batch: int = 32, plant: int = 0, seed: int 
     reference is the same either way."""
     boxes, found = detect_boxes(frames)
     track_boxes = boxes if stride is None else tracked_boxes(frames, stride, detect_short_side)
+    tracked = np.isfinite(track_boxes).all(1)
+    found &= tracked  # frames outside the track are not measured (their crops are never made)
+    track_boxes = np.where(tracked[:, None], track_boxes, boxes)  # landmarks for them only keep shapes whole
     raw = np.empty((len(frames), 68, 2), np.float32)
     refined, plain = DlibLandmarker(refine=True), DlibLandmarker(refine=False)
     for lo in range(0, len(frames), batch):  # batches as the align stage's (its box calibration is per batch)
@@ -272,12 +277,12 @@ def main() -> None:
         for kind, clip_frames, known in (("still", frames, None), ("moving", pan_frames(frames, motion), motion)):
             # the moving clip's canvas is larger than the clip: detection scales it as the still one, so
             # its faces stay above HOG's 80-px window (as they would in a video of that size)
-            detect_side = TrackParams().detect_short_side * min(clip_frames.shape[1:3]) / min(frames.shape[1:3])
+            detect_side = round(TrackParams().detect_short_side * min(clip_frames.shape[1:3]) / min(frames.shape[1:3]))
             if args.hd:
                 clip_frames, up = resized(clip_frames, args.hd, cv2.INTER_CUBIC)
                 known = None if known is None else np.stack([geometry.compose(up, m) for m in known])
             lms = landmarks_of(clip_frames, plant=args.plant, seed=i, stride=args.stride,
-                               detect_short_side=round(detect_side))
+                               detect_short_side=detect_side)
             for size in sizes:
                 label = f"{kind} {size}" if args.hd else kind
                 if size == "full":
@@ -285,7 +290,7 @@ def main() -> None:
                 else:  # aligned on the downscaled frames, measured against the full-size reference
                     small, to_found = resized(clip_frames, args.cap, cv2.INTER_AREA)
                     found = landmarks_of(small, plant=args.plant, seed=i, stride=args.stride,
-                                         detect_short_side=round(detect_side))
+                                         detect_short_side=detect_side)
                 for j in jumps:
                     aligned, outliers = found.usable(j, args.window)
                     count = caught[kind, j]

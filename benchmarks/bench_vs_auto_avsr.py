@@ -149,8 +149,8 @@ def main() -> None:
                              "torchaudio needs (this project's process never sees it)")
     parser.add_argument("--corpus", choices=("mixed", "demo"), default="mixed")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each first (the first run of a "
-                        "fresh machine reads every library and model from disk: 6 s more for the peer here)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each first (a fresh machine's first "
+                        "run reads every library and model from disk)")
     parser.add_argument("--skip-peer", action="store_true", help="time this project only")
     parser.add_argument("--inprocess-below", type=int, help="cluster.inprocess_below for this project "
                         "(0: always a LocalCluster; a number above the corpus's size: every stage in its own "
@@ -163,8 +163,8 @@ def main() -> None:
         root.mkdir()
         env = make_project(root, REPO, videos, args.inprocess_below, corpus=CORPUS)
         env["AVLIPS_WORKERS"] = "1"
-        print(f"{len(videos)} videos ({args.corpus}); one core each (taskset -c 0); {args.repeat} runs each, "
-              f"alternating", flush=True)
+        print(f"{len(videos)} videos ({args.corpus}); one core each (taskset -c 0); {args.warmup} untimed and "
+              f"{args.repeat} timed runs each, alternating", flush=True)
         peer_env = dict(item.split("=", 1) for item in args.peer_env)
         for _ in range(args.warmup):
             ours(root, env)

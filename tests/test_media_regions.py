@@ -7,7 +7,7 @@ import pytest
 from conftest import make_video
 
 from preprocess.align.align_params import AlignParams
-from preprocess.align.align_video import decode_tracked
+from preprocess.align.align_video import TrackedLandmarks, decode_tracked
 from preprocess.align.landmarks_dlib import DlibLandmarker
 from preprocess.crop.render import render_mouths
 from preprocess.media import frame_region, iter_video_frames, read_frames
@@ -58,10 +58,12 @@ def test_align_landmarks_are_those_of_the_whole_frames(clips):
     boxes[50:60] += [-box[0] - 20, -box[1] - 15, -box[0] - 20, -box[1] - 15]  # over the top-left corner
     params = AlignParams(batch_size=32)
     landmarker = DlibLandmarker(refine=True)
-    got, _ = decode_tracked(video, np.arange(len(gray)), boxes + 0.5, params, landmarker)
-    want = np.concatenate([landmarker.predict(gray[s:s + 32], boxes[s:s + 32] + 0.5)[0]
-                           for s in range(0, len(gray), 32)])  # the same groups of 32 frames
-    assert np.array_equal(got, want)
+    previous = np.arange(-1, len(gray) - 1)  # one track: each frame chained to the one before
+    got, _ = decode_tracked(video, np.arange(len(gray)), boxes + 0.5, params, landmarker, previous)
+    whole = TrackedLandmarks(landmarker, boxes + 0.5, previous)
+    for i, frame in enumerate(gray):
+        whole.add([i], [frame], [(0, 0)])
+    assert np.array_equal(got, whole.landmarks)
 
 
 def test_crops_at_the_frame_edges_are_those_of_the_whole_frames(clips):

@@ -85,8 +85,8 @@ def test_a_planted_outlier_on_a_real_clip_is_interpolated_and_counted(clips, pro
     planted = {}
     decode = align_video.decode_tracked
 
-    def planting(video, frames, boxes, params, landmarker):
-        landmarks, scores = decode(video, frames, boxes, params, landmarker)
+    def planting(video, frames, boxes, params, landmarker, previous=None):
+        landmarks, scores = decode(video, frames, boxes, params, landmarker, previous)
         k = len(frames) // 2
         planted.update(frame=int(frames[k]), clean=landmarks[k].astype(np.float64))
         landmarks[k] = onto_chin(landmarks, [k])[k]

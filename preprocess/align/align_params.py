@@ -11,10 +11,10 @@ BACKENDS = ("fan", "dlib")
 @dataclass(frozen=True)
 class AlignParams:
     backend: str = "dlib"  # dlib (offline, CPU) | fan (face-alignment 2DFAN4, the paper's choice: params/paper.yaml)
-    batch_size: int = 32  # frames per landmark batch (FAN runs them as one forward pass)
+    batch_size: int = 32  # frames per FAN forward pass (dlib takes frames one at a time, chained)
     fan_reference_scale: float = 165.0  # FAN crop size rule for the tracker's boxes (RetinaFace: 165)
     fan_min_score: float = 0.2  # mean heatmap peak below this: the frame's landmarks count as missing
-    dlib_refine: bool = True  # rerun dlib on a box made from its own first landmarks (detector-agnostic)
+    dlib_refine: bool = True  # dlib on boxes rebuilt from landmarks (the frame before, or a first pass)
     max_jump: float = 0.4  # landmarks further than this many mouth widths off the trajectory of the frames
     # around them (smoothing.landmark_jumps) count as missing; 0: keep every plausible frame
     max_gap: int = 12  # missing-landmark runs up to this many frames are interpolated, longer ones split

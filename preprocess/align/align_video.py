@@ -65,20 +65,117 @@ def plausible(landmarks: np.ndarray, boxes: np.ndarray, scores: np.ndarray | Non
     return ok
 
 
-def decode_tracked(video: Path, frames: np.ndarray, boxes: np.ndarray, params: AlignParams, landmarker):
+def track_predecessors(segment_of: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Per row (sorted by segment, then frame), the row of the frame just before it in the same track segment,
+    or -1 (the segment's first frame)."""
+    previous = np.arange(-1, len(frames) - 1)
+    if len(frames):
+        follows = np.r_[False, (segment_of[1:] == segment_of[:-1]) & (np.diff(frames) == 1)]
+        previous[~follows] = -1
+    return previous
+
+
+class TrackedLandmarks:
+    """The landmarks (and scores) of every tracked row, filled in as the rows' pixels arrive in frame order.
+
+    A chaining landmarker (dlib: `chained`) gets, with each row, the landmarks of its predecessor in its track
+    (`previous[row]`, -1: none) where those are plausible for their box, and that box."""
+
+    def __init__(self, landmarker, boxes: np.ndarray, previous: np.ndarray | None = None):
+        n = len(boxes)
+        self.landmarker, self.boxes = landmarker, np.asarray(boxes, np.float64)
+        self.previous = np.full(n, -1) if previous is None else np.asarray(previous)
+        self.chained = bool(getattr(landmarker, "chained", False))
+        self.landmarks = np.full((n, 68, 2), np.nan, np.float32)
+        self.scores = np.full((n, 68), np.nan, np.float32)
+        self.seen = np.zeros(n, bool)
+
+    def add(self, rows: list[int], pixels: list[np.ndarray], origins: list[tuple[int, int]]) -> None:
+        """Predict `rows` from their `pixels`, each array's top-left corner at `origins` (x, y) in the frame."""
+        rows = np.asarray(rows, np.int64)
+        shift = np.array(origins, np.float64).reshape(-1, 2)
+        boxes = self.boxes[rows] - np.tile(shift, 2)
+        extra = {}
+        if self.chained:
+            prev = self.previous[rows]
+            prior = np.full((len(rows), 68, 2), np.nan, np.float32)
+            prior_boxes = boxes.copy()
+            has = prev >= 0
+            has[has] = self.seen[prev[has]]
+            has[has] = plausible(self.landmarks[prev[has]], self.boxes[prev[has]], None, 0.0)
+            prior[has] = self.landmarks[prev[has]] - shift[has, None, :].astype(np.float32)
+            prior_boxes[has] = self.boxes[prev[has]] - np.tile(shift[has], 2)
+            extra = {"previous": prior, "previous_boxes": prior_boxes}
+        pts, sc = self.landmarker.predict(pixels, boxes, **extra)
+        self.landmarks[rows] = pts + shift[:, None, :].astype(np.float32)
+        if sc is not None:
+            self.scores[rows] = sc
+        self.seen[rows] = True
+
+
+def track_predecessors(segment_of: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Per row (sorted by segment, then frame), the row of the frame just before it in the same track segment,
+    or -1 (the segment's first frame)."""
+    previous = np.arange(-1, len(frames) - 1)
+    if len(frames):
+        follows = np.r_[False, (segment_of[1:] == segment_of[:-1]) & (np.diff(frames) == 1)]
+        previous[~follows] = -1
+    return previous
+
+
+class TrackedLandmarks:
+    """The landmarks (and scores) of every tracked row, filled in as the rows' pixels arrive in frame order.
+
+    A chaining landmarker (dlib: `chained`) gets, with each row, the landmarks of its predecessor in its track
+    (`previous[row]`, -1: none) where those are plausible for their box, and that box."""
+
+    def __init__(self, landmarker, boxes: np.ndarray, previous: np.ndarray | None = None):
+        n = len(boxes)
+        self.landmarker, self.boxes = landmarker, np.asarray(boxes, np.float64)
+        self.previous = np.full(n, -1) if previous is None else np.asarray(previous)
+        self.chained = bool(getattr(landmarker, "chained", False))
+        self.landmarks = np.full((n, 68, 2), np.nan, np.float32)
+        self.scores = np.full((n, 68), np.nan, np.float32)
+        self.seen = np.zeros(n, bool)
+
+    def add(self, rows: list[int], pixels: list[np.ndarray], origins: list[tuple[int, int]]) -> None:
+        """Predict `rows` from their `pixels`, each array's top-left corner at `origins` (x, y) in the frame."""
+        rows = np.asarray(rows, np.int64)
+        shift = np.array(origins, np.float64).reshape(-1, 2)
+        boxes = self.boxes[rows] - np.tile(shift, 2)
+        extra = {}
+        if self.chained:
+            prev = self.previous[rows]
+            prior = np.full((len(rows), 68, 2), np.nan, np.float32)
+            prior_boxes = boxes.copy()
+            has = prev >= 0
+            has[has] = self.seen[prev[has]]
+            has[has] = plausible(self.landmarks[prev[has]], self.boxes[prev[has]], None, 0.0)
+            prior[has] = self.landmarks[prev[has]] - shift[has, None, :].astype(np.float32)
+            prior_boxes[has] = self.boxes[prev[has]] - np.tile(shift[has], 2)
+            extra = {"previous": prior, "previous_boxes": prior_boxes}
+        pts, sc = self.landmarker.predict(pixels, boxes, **extra)
+        self.landmarks[rows] = pts + shift[:, None, :].astype(np.float32)
+        if sc is not None:
+            self.scores[rows] = sc
+        self.seen[rows] = True
+
+
+def decode_tracked(video: Path, frames: np.ndarray, boxes: np.ndarray, params: AlignParams, landmarker,
+                   previous: np.ndarray | None = None):
     """One pass over the video: landmarks (and scores) for every tracked frame, `frames` (N,) with their
-    `boxes` (N, 4: x1 y1 x2 y2).
+    `boxes` (N, 4: x1 y1 x2 y2) and `previous` (N,): each row's predecessor in its track (track_predecessors;
+    None: none has one).
 
     Each frame's region (landmarker.region of its box) is cut out and given to the landmarker with the
-    box in region pixels; frames go to it in groups of `params.batch_size` consecutive decoded frames
-    (dlib's box calibration and FAN's forward batch work per group)."""
+    box in region pixels. A chaining landmarker gets one decoded frame's rows at a time (each needs its
+    predecessor's landmarks); others groups of `params.batch_size` consecutive decoded frames (FAN's forward
+    batch)."""
     n = len(frames)
     order = np.argsort(frames, kind="stable")
-    landmarks = np.full((n, 68, 2), np.nan, np.float32)
-    scores = np.full((n, 68), np.nan, np.float32)
-    seen = np.zeros(n, bool)
+    found = TrackedLandmarks(landmarker, boxes, previous)
     fmt = "rgb24" if landmarker.wants_rgb else "gray"
-    group = max(1, params.batch_size)
+    group = 1 if found.chained else max(1, params.batch_size)
     pos, decoded, take, pixels, origins = 0, 0, [], [], []
     for decoded, frame in enumerate(iter_video_frames(video), start=1):
         while pos < n and frames[order[pos]] == decoded - 1:
@@ -89,20 +186,15 @@ def decode_tracked(video: Path, frames: np.ndarray, boxes: np.ndarray, params: A
             origins.append((x0, y0))
             pos += 1
         if take and (decoded % group == 0 or pos >= n):
-            shift = np.array(origins, np.float64)
-            pts, sc = landmarker.predict(pixels, boxes[take] - np.tile(shift, 2))
-            landmarks[take] = pts + shift[:, None, :].astype(np.float32)
-            if sc is not None:
-                scores[take] = sc
-            seen[take] = True
+            found.add(take, pixels, origins)
             take, pixels, origins = [], [], []
         if pos >= n:
             break
-    if not seen.all():
-        missing = frames[~seen]
+    if not found.seen.all():
+        missing = frames[~found.seen]
         raise StageFailure(f"track boxes name frames up to {int(missing.max())} but the video has only {decoded} "
                            "frames: the track and resample outputs disagree (rerun track)")
-    return landmarks, scores
+    return found.landmarks, found.scores
 
 
 def align_video(video: Path, boxes: dict[str, np.ndarray], segments: list[dict], params: AlignParams,
@@ -116,7 +208,8 @@ def align_video(video: Path, boxes: dict[str, np.ndarray], segments: list[dict],
     box_arr = np.stack([boxes[k][order] for k in BOX_COLUMNS], axis=1).astype(np.float64)
     if not len(order):
         raise StageFailure("the track has no frames", status=SKIPPED)
-    landmarks, scores = decode_tracked(video, frames, box_arr, params, landmarker)
+    landmarks, scores = decode_tracked(video, frames, box_arr, params, landmarker,
+                                      track_predecessors(segment_of, frames))
     has_scores = bool(np.isfinite(scores).any())
     valid = plausible(landmarks, box_arr, scores if has_scores else None, params.fan_min_score)
     parts, pieces_meta, dropped_gap, dropped_short = _align_pieces(segment_of, frames, box_arr, segments, params,

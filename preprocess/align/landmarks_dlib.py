@@ -32,7 +32,7 @@ def model_path() -> Path:
 class DlibLandmarker:
     name = "dlib"
     wants_rgb = False  # runs on grayscale frames
-    CALIBRATION = 4  # frames per batch predicted twice to learn the tracker-box -> dlib-box relation
+    chained = True  # predict takes each frame's predecessor in its track (frames go in one at a time, in order)
 
     def __init__(self, refine: bool = True):
         import dlib
@@ -40,6 +40,7 @@ class DlibLandmarker:
         self._dlib = dlib
         self._predictor = dlib.shape_predictor(str(model_path()))
         self.refine = refine
+        self.passes = 0  # predictor runs so far (a chained frame costs one, a restarted one two or three)
 
     def region(self, box) -> tuple[int, int, int, int]:
         """The frame pixels prediction on `box` reads: the box and half its size around it (the model's pixel
@@ -51,47 +52,64 @@ class DlibLandmarker:
     def _predict_one(self, frame: np.ndarray, box) -> np.ndarray:
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         shape = self._predictor(frame, self._dlib.rectangle(x1, y1, x2, y2))
+        self.passes += 1
         return np.array([(p.x, p.y) for p in shape.parts()], np.float32)
 
-    def _refined_box(self, pts: np.ndarray) -> np.ndarray:
-        lo, hi = pts.min(0), pts.max(0)
-        size = np.maximum(hi - lo, 1.0)
-        return np.concatenate([lo, hi]) + _REFINE * np.concatenate([size, size])
-
-    def predict(self, frames: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, None]:
+    def predict(self, frames, boxes: np.ndarray, previous: np.ndarray | None = None,
+                previous_boxes: np.ndarray | None = None) -> tuple[np.ndarray, None]:
         """frames: B uint8 grayscale (H, W) images (or RGB (H, W, 3); sizes may differ), boxes (B, 4) x1 y1 x2 y2.
 
         Returns landmarks (B, 68, 2) float32 in frame pixels, and None (dlib gives no per-point scores).
-        With `refine`, the first CALIBRATION frames of the batch are predicted twice (tracked box, then the
-        dlib-style box rebuilt from the first landmarks); the median relation between the two boxes then
-        converts the remaining tracked boxes, so they need one pass each (about 1.1 passes a frame).
+        With `refine`, each frame is predicted on a dlib-style box (refined_box) rather than the tracker's:
+        - chained: where `previous` (B, 68, 2; NaN rows: none) gives the landmarks of the frame before it in
+          its track, the box rebuilt from those, moved as the tracker's box moved since (`previous_boxes`):
+          one pass. Between the tracker's detections its boxes are interpolated; the landmarks of the frame
+          before follow the face itself;
+        - otherwise (a track's first frame, after a failed one, where the chained box strays from the tracker's,
+          or where the chained pass did not converge: its landmarks' own box is not the box it started from,
+          as when a start a few pixels off squashes the shape): the box rebuilt from a first pass on the
+          tracker's box, then a second pass.
         """
         boxes = np.asarray(boxes, np.float64)
         out = np.empty((len(frames), 68, 2), np.float32)
-        if not self.refine:
-            for i, (frame, box) in enumerate(zip(frames, boxes)):
-                out[i] = self._predict_one(np.ascontiguousarray(frame), box)
-            return out, None
-        calib = min(len(frames), self.CALIBRATION)
-        rel = []
-        for i in range(calib):
-            frame = np.ascontiguousarray(frames[i])
-            refined = self._refined_box(self._predict_one(frame, boxes[i]))
-            out[i] = self._predict_one(frame, refined)
-            rel.append(_relation(boxes[i], refined))
-        if calib < len(frames):
-            relation = np.median(np.array(rel), axis=0)
-            for i in range(calib, len(frames)):
-                out[i] = self._predict_one(np.ascontiguousarray(frames[i]), _apply_relation(boxes[i], relation))
+        for i, (frame, box) in enumerate(zip(frames, boxes)):
+            frame = np.ascontiguousarray(frame)
+            if not self.refine:
+                out[i] = self._predict_one(frame, box)
+                continue
+            if previous is not None and np.isfinite(previous[i]).all():
+                start = refined_box(previous[i]) + np.tile(_centre(box) - _centre(previous_boxes[i]), 2)
+                if _agrees(start, box):
+                    points = self._predict_one(frame, start)
+                    if _converged(start, points):
+                        out[i] = points
+                        continue
+            out[i] = self._predict_one(frame, refined_box(self._predict_one(frame, box)))
         return out, None
 
 
-def _relation(box: np.ndarray, refined: np.ndarray) -> np.ndarray:
-    """The refined box relative to the tracked one: corner offsets in units of its width / height."""
-    w, h = max(box[2] - box[0], 1.0), max(box[3] - box[1], 1.0)
-    return (refined - box) / np.array([w, h, w, h])
+def refined_box(points: np.ndarray) -> np.ndarray:
+    """The box dlib's detector would give a face with these 68 landmarks (x1 y1 x2 y2, _REFINE)."""
+    lo, hi = points.min(0).astype(np.float64), points.max(0).astype(np.float64)
+    size = np.maximum(hi - lo, 1.0)
+    return np.concatenate([lo, hi]) + _REFINE * np.concatenate([size, size])
 
 
-def _apply_relation(box: np.ndarray, relation: np.ndarray) -> np.ndarray:
-    w, h = max(box[2] - box[0], 1.0), max(box[3] - box[1], 1.0)
-    return box + relation * np.array([w, h, w, h])
+def _centre(box: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.asarray(box[:2], np.float64) + np.asarray(box[2:], np.float64))
+
+
+def _converged(start: np.ndarray, points: np.ndarray, tolerance: float = 0.08) -> bool:
+    """Whether landmarks predicted from box `start` rebuild that box: each side within `tolerance` of its size
+    (dlib's pass is a fixed point on a box of its own convention; a squashed or shifted shape is not)."""
+    size = np.tile(np.maximum(start[2:] - start[:2], 1.0), 2)
+    return bool(np.all(np.abs(refined_box(points) - start) <= tolerance * size))
+
+
+def _agrees(box: np.ndarray, tracked: np.ndarray) -> bool:
+    """Whether a chained box still describes the tracker's face: centres within half the tracked box's size,
+    sizes within a factor of 2 (a chain that drifted off the face, or onto another, is restarted)."""
+    size = np.sqrt(max(box[2] - box[0], 1.0) * max(box[3] - box[1], 1.0))
+    tracked_size = np.sqrt(max(tracked[2] - tracked[0], 1.0) * max(tracked[3] - tracked[1], 1.0))
+    return bool(np.linalg.norm(_centre(box) - _centre(tracked)) <= 0.5 * tracked_size
+                and 0.5 <= size / tracked_size <= 2.0)

@@ -13,7 +13,7 @@ from preprocess.track.tracking import TrackingParams
 class TrackParams:
     detector: str = "dlib"  # dlib (HOG, weights in the wheel: offline) | retinaface (the paper's; weights.retinaface)
     detect_short_side: int | None = 192  # px: frames are shrunk so their shorter side is at most this (null: full size)
-    detect_stride: int = 3  # detect every n-th frame, boxes in between from the tracks (1: every frame)
+    detect_stride: int = 4  # detect every n-th frame, boxes in between from the tracks (1: every frame)
     batch: int = 32  # frames per detector call
     detect: DetectorParams = field(default_factory=DetectorParams)
     shots: ShotParams = field(default_factory=ShotParams)

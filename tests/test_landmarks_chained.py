@@ -87,12 +87,22 @@ def test_a_chain_that_left_the_face_restarts_from_the_tracker(clips, landmarker)
                                                                      - boxes[0, 2:]) / 2, 2)))
 
 
-def test_an_implausible_predecessor_is_not_followed(clips, landmarker):
-    """TrackedLandmarks hands the landmarker a predecessor only where its landmarks fit its box."""
-    frames = read_frames(clips.grid[0], gray=True)[:3]
+def test_a_failed_predecessor_is_not_followed(clips, landmarker):
+    """TrackedLandmarks hands the landmarker a predecessor only where its landmarks were found and fit its box."""
+    frames = read_frames(clips.grid[0], gray=True)[:4]
     boxes = _hog_boxes(frames)
-    chain = TrackedLandmarks(landmarker, boxes, np.array([-1, 0, 1]))
-    chain.add([0], [frames[0]], [(0, 0)])
-    chain.landmarks[0] += 3 * (boxes[0, 2] - boxes[0, 0])  # far outside its box
-    chain.add([1], [frames[1]], [(0, 0)])
+    given = []
+
+    class FailingFirst:  # dlib, but the first frame's landmarks come back missing
+        chained, wants_rgb = True, False
+
+        def predict(self, frames, boxes, previous=None, previous_boxes=None):
+            given.append(np.isfinite(previous).all(axis=(1, 2)).tolist())
+            points = landmarker.predict(frames, boxes, previous, previous_boxes)[0]
+            return (np.full_like(points, np.nan) if len(given) == 1 else points), None
+
+    chain = TrackedLandmarks(FailingFirst(), boxes, np.arange(-1, 3))
+    for i in range(4):
+        chain.add([i], [frames[i]], [(0, 0)])
+    assert given == [[False], [False], [True], [True]]  # frame 1 restarts: its predecessor has no landmarks
     assert np.array_equal(chain.landmarks[1], landmarker.predict(frames[1:2], boxes[1:2])[0][0])

@@ -89,76 +89,31 @@ class TrackedLandmarks:
         self.landmarks = np.full((n, 68, 2), np.nan, np.float32)
         self.scores = np.full((n, 68), np.nan, np.float32)
         self.seen = np.zeros(n, bool)
+        self.trusted = np.zeros(n, bool)  # landmarks found and plausible for their box: a chain may follow them
 
     def add(self, rows: list[int], pixels: list[np.ndarray], origins: list[tuple[int, int]]) -> None:
         """Predict `rows` from their `pixels`, each array's top-left corner at `origins` (x, y) in the frame."""
         rows = np.asarray(rows, np.int64)
         shift = np.array(origins, np.float64).reshape(-1, 2)
-        boxes = self.boxes[rows] - np.tile(shift, 2)
+        shift4 = np.concatenate([shift, shift], axis=1)
+        boxes = self.boxes[rows] - shift4
         extra = {}
         if self.chained:
             prev = self.previous[rows]
+            has = prev >= 0
+            has[has] = self.trusted[prev[has]]
             prior = np.full((len(rows), 68, 2), np.nan, np.float32)
             prior_boxes = boxes.copy()
-            has = prev >= 0
-            has[has] = self.seen[prev[has]]
-            has[has] = plausible(self.landmarks[prev[has]], self.boxes[prev[has]], None, 0.0)
             prior[has] = self.landmarks[prev[has]] - shift[has, None, :].astype(np.float32)
-            prior_boxes[has] = self.boxes[prev[has]] - np.tile(shift[has], 2)
+            prior_boxes[has] = self.boxes[prev[has]] - shift4[has]
             extra = {"previous": prior, "previous_boxes": prior_boxes}
         pts, sc = self.landmarker.predict(pixels, boxes, **extra)
         self.landmarks[rows] = pts + shift[:, None, :].astype(np.float32)
         if sc is not None:
             self.scores[rows] = sc
         self.seen[rows] = True
-
-
-def track_predecessors(segment_of: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """Per row (sorted by segment, then frame), the row of the frame just before it in the same track segment,
-    or -1 (the segment's first frame)."""
-    previous = np.arange(-1, len(frames) - 1)
-    if len(frames):
-        follows = np.r_[False, (segment_of[1:] == segment_of[:-1]) & (np.diff(frames) == 1)]
-        previous[~follows] = -1
-    return previous
-
-
-class TrackedLandmarks:
-    """The landmarks (and scores) of every tracked row, filled in as the rows' pixels arrive in frame order.
-
-    A chaining landmarker (dlib: `chained`) gets, with each row, the landmarks of its predecessor in its track
-    (`previous[row]`, -1: none) where those are plausible for their box, and that box."""
-
-    def __init__(self, landmarker, boxes: np.ndarray, previous: np.ndarray | None = None):
-        n = len(boxes)
-        self.landmarker, self.boxes = landmarker, np.asarray(boxes, np.float64)
-        self.previous = np.full(n, -1) if previous is None else np.asarray(previous)
-        self.chained = bool(getattr(landmarker, "chained", False))
-        self.landmarks = np.full((n, 68, 2), np.nan, np.float32)
-        self.scores = np.full((n, 68), np.nan, np.float32)
-        self.seen = np.zeros(n, bool)
-
-    def add(self, rows: list[int], pixels: list[np.ndarray], origins: list[tuple[int, int]]) -> None:
-        """Predict `rows` from their `pixels`, each array's top-left corner at `origins` (x, y) in the frame."""
-        rows = np.asarray(rows, np.int64)
-        shift = np.array(origins, np.float64).reshape(-1, 2)
-        boxes = self.boxes[rows] - np.tile(shift, 2)
-        extra = {}
         if self.chained:
-            prev = self.previous[rows]
-            prior = np.full((len(rows), 68, 2), np.nan, np.float32)
-            prior_boxes = boxes.copy()
-            has = prev >= 0
-            has[has] = self.seen[prev[has]]
-            has[has] = plausible(self.landmarks[prev[has]], self.boxes[prev[has]], None, 0.0)
-            prior[has] = self.landmarks[prev[has]] - shift[has, None, :].astype(np.float32)
-            prior_boxes[has] = self.boxes[prev[has]] - np.tile(shift[has], 2)
-            extra = {"previous": prior, "previous_boxes": prior_boxes}
-        pts, sc = self.landmarker.predict(pixels, boxes, **extra)
-        self.landmarks[rows] = pts + shift[:, None, :].astype(np.float32)
-        if sc is not None:
-            self.scores[rows] = sc
-        self.seen[rows] = True
+            self.trusted[rows] = plausible(self.landmarks[rows], self.boxes[rows], None, 0.0)
 
 
 def decode_tracked(video: Path, frames: np.ndarray, boxes: np.ndarray, params: AlignParams, landmarker,

@@ -56,7 +56,7 @@ TESTDATA = ROOT.parent / "shared" / "testdata"
 SPEED = (3.5, 2.0)  # px/frame across, down
 LEG = (25, 30)  # frames between direction changes across, down
 TURN = 8  # frames a direction change takes
-PASSES = [0, 0]  # dlib predictor runs of the align stage's landmarker, frames (over every landmarks_of call)
+PASSES = [0, 0]  # dlib predictor runs of the align stage's landmarker, tracked frames (every landmarks_of call)
 
 
 def pan_path(n: int, speed=SPEED, leg=LEG, turn: int = TURN) -> np.ndarray:
@@ -195,10 +195,12 @@ def landmarks_of(frames: np.ndarray, plant: int = 0, seed: int = 0,
     previous = np.where(tracked & np.r_[False, tracked[:-1]], np.arange(-1, len(frames) - 1), -1)
     chain = TrackedLandmarks(DlibLandmarker(refine=True), track_boxes, previous)
     for i in range(len(frames)):
+        before = chain.landmarker.passes
         chain.add([i], [frames[i]], [(0, 0)])
+        if tracked[i]:  # the stage predicts tracked frames only
+            PASSES[0] += chain.landmarker.passes - before
+            PASSES[1] += 1
     raw = chain.landmarks
-    PASSES[0] += chain.landmarker.passes
-    PASSES[1] += len(frames)
     reference = plain.predict(frames, boxes)[0].astype(np.float64)
     reference[~found] = np.nan
     planted = np.zeros(len(frames), bool)

@@ -180,6 +180,7 @@ def step_costs(name: str, clips: list[Path], made: list, models, work: Path) -> 
     import numpy as np
     import pandas as pd
 
+    from preprocess.align.align_video import TrackedLandmarks, track_predecessors
     from preprocess.media import iter_i420_batches
     from preprocess.resample.convert import ResampleParams, resample_video
     from preprocess.track.detect import detection_scale
@@ -236,21 +237,24 @@ def step_costs(name: str, clips: list[Path], made: list, models, work: Path) -> 
     grays = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in smalls]
     per_frame(f"dlib HOG on gray, 1 in {stride}", n, lambda: detector(np.stack(grays[::stride])))
     full = smalls = grays = None  # noqa: F841  (frees the frames before the next measurement)
-    # landmarks alone: full-size gray frames and the tracked boxes, as align gives them
+    # landmarks alone: full-size gray frames and the tracked boxes, as align gives them (chained along each
+    # track, frames in decoding order)
     per_video = []
     for v, _, b in made:
         with av.open(str(v)) as c:
             g = [f.to_ndarray(format="gray") for f in c.decode(c.streams.video[0])]
-        rows = pd.DataFrame(b).sort_values("frame").drop_duplicates("frame")
-        per_video.append((np.stack([g[i] for i in rows["frame"]]), rows[["x1", "y1", "x2", "y2"]].to_numpy(float)))
-    batch = aparams.batch_size
+        rows = pd.DataFrame(b).sort_values(["segment", "frame"])
+        frames_, segments_ = rows["frame"].to_numpy(), rows["segment"].to_numpy()
+        per_video.append((np.stack([g[i] for i in frames_]), rows[["x1", "y1", "x2", "y2"]].to_numpy(float),
+                          track_predecessors(segments_, frames_), np.argsort(frames_, kind="stable")))
 
     def landmarks():
-        for frames_, boxes_ in per_video:
-            for i in range(0, len(frames_), batch):
-                landmarker.predict(frames_[i:i + batch], boxes_[i:i + batch])
-    per_frame(f"dlib landmarks (refine={aparams.dlib_refine}), per tracked frame",
-              sum(len(f) for f, _ in per_video), landmarks)
+        for frames_, boxes_, previous, order in per_video:
+            chain = TrackedLandmarks(landmarker, boxes_, previous)
+            for i in order:
+                chain.add([i], [frames_[i]], [(0, 0)])
+    per_frame(f"dlib landmarks (refine={aparams.dlib_refine}, chained), per tracked frame",
+              sum(len(f) for f, _, _, _ in per_video), landmarks)
     per_video = None  # noqa: F841
     # resample: copy vs re-encode presets, on this set's sources
     out = work / "presets"

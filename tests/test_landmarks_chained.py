@@ -74,10 +74,12 @@ def test_a_chain_that_left_the_face_restarts_from_the_tracker(clips, landmarker)
     restart = landmarker.predict(frames[1:], boxes[1:])[0]
     good = landmarker.predict(frames[:1], boxes[:1])[0][0]
     size = boxes[0, 2] - boxes[0, 0]
-    for previous in (good + [size, 0.0],  # a face's width to the side: the chained box strays from the tracker's
-                     good * [1.0, 0.5] + [0.0, 0.5 * good[:, 1].mean()]):  # squashed to half its height
+    # a face's width to the side: the chained box strays from the tracker's (no chained pass, the restart's two);
+    # squashed to half its height: the chained pass does not rebuild its box (one pass, then the restart's two)
+    for previous, passes in ((good + [size, 0.0], 2), (good * [1.0, 0.5] + [0.0, 0.5 * good[:, 1].mean()], 3)):
+        landmarker.passes = 0
         got = landmarker.predict(frames[1:], boxes[1:], previous[None], boxes[:1])[0]
-        assert np.array_equal(got, restart)
+        assert np.array_equal(got, restart) and landmarker.passes == passes
     # a trustworthy predecessor is followed: one pass, from the box rebuilt from it
     landmarker.passes = 0
     got = landmarker.predict(frames[1:], boxes[1:], good[None], boxes[:1])[0]

@@ -7,7 +7,7 @@ import pytest
 from conftest import make_video
 
 from preprocess.align.align_params import AlignParams
-from preprocess.align.align_video import TrackedLandmarks, decode_tracked
+from preprocess.align.align_video import TrackedLandmarks, decode_tracked, track_predecessors
 from preprocess.align.landmarks_dlib import DlibLandmarker
 from preprocess.crop.render import render_mouths
 from preprocess.media import frame_region, iter_video_frames, read_frames
@@ -47,22 +47,36 @@ def test_a_region_is_the_same_pixels_as_the_whole_frame_converted(kind, clips, t
     assert checked == 5 * 2 * 40
 
 
-def test_align_landmarks_are_those_of_the_whole_frames(clips):
+@pytest.mark.parametrize("case", ["edge", "shrunk", "two_tracks"])
+def test_align_landmarks_are_those_of_the_whole_frames(clips, case):
+    """Regions cut around the boxes give the landmarks of the whole frames: boxes over the frame's corner, tracker
+    boxes about half the face's size (a chained frame then reads around its own start box, outside the
+    tracker's region), and two tracks over the same frames (each row chained to its own track's)."""
     import dlib
 
     video = clips.grid[0]
     gray = read_frames(video, gray=True)
     [face] = dlib.get_frontal_face_detector()(gray[0], 1)
     box = np.array([face.left(), face.top(), face.right(), face.bottom()], float)
-    boxes = np.repeat(box[None], len(gray), 0)
-    boxes[50:60] += [-box[0] - 20, -box[1] - 15, -box[0] - 20, -box[1] - 15]  # over the top-left corner
+    n = len(gray)
+    boxes = np.repeat(box[None], n, 0)
+    if case == "edge":
+        boxes[50:60] += [-box[0] - 20, -box[1] - 15, -box[0] - 20, -box[1] - 15]  # over the top-left corner
+    centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) / 2
+    small = np.r_[centre - 0.55 * half, centre + 0.55 * half]
+    if case == "shrunk":
+        boxes[20:40] = small
+    frames, previous = np.arange(n), np.arange(-1, n - 1)
+    if case == "two_tracks":  # rows sorted by (segment, frame): the face's track, then one on a smaller box
+        frames, boxes = np.r_[frames, frames], np.r_[boxes, np.repeat(small[None], n, 0)]
+        previous = track_predecessors(np.repeat([0, 1], n), frames)
     params = AlignParams(batch_size=32)
     landmarker = DlibLandmarker(refine=True)
-    previous = np.arange(-1, len(gray) - 1)  # one track: each frame chained to the one before
-    got, _ = decode_tracked(video, np.arange(len(gray)), boxes + 0.5, params, landmarker, previous)
+    got, _ = decode_tracked(video, frames, boxes + 0.5, params, landmarker, previous)
     whole = TrackedLandmarks(landmarker, boxes + 0.5, previous)
-    for i, frame in enumerate(gray):
-        whole.add([i], [frame], [(0, 0)])
+    for f in range(n):
+        rows = [int(r) for r in np.flatnonzero(frames == f)]
+        whole.add(rows, [gray[f]] * len(rows), [(0, 0)] * len(rows))
     assert np.array_equal(got, whole.landmarks)
 
 

@@ -84,12 +84,25 @@ class TrackedLandmarks:
     def __init__(self, landmarker, boxes: np.ndarray, previous: np.ndarray | None = None):
         n = len(boxes)
         self.landmarker, self.boxes = landmarker, np.asarray(boxes, np.float64)
-        self.previous = np.full(n, -1) if previous is None else np.asarray(previous)
+        self.previous = np.full(n, -1) if previous is None else np.asarray(previous, np.int64)
+        if self.previous.shape != (n,):
+            raise ValueError(f"previous has shape {self.previous.shape} for {n} rows")
         self.chained = bool(getattr(landmarker, "chained", False))
         self.landmarks = np.full((n, 68, 2), np.nan, np.float32)
         self.scores = np.full((n, 68), np.nan, np.float32)
         self.seen = np.zeros(n, bool)
         self.trusted = np.zeros(n, bool)  # landmarks found and plausible for their box: a chain may follow them
+
+    def region(self, row: int) -> tuple[int, int, int, int]:
+        """The frame pixels the landmarker reads for `row` (x0, y0, x1, y1): around the tracker's box, and for a
+        chained row also around the box it starts from (its predecessor's landmarks must be in by then)."""
+        x0, y0, x1, y1 = self.landmarker.region(self.boxes[row])
+        prev = self.previous[row]
+        if self.chained and prev >= 0 and self.trusted[prev]:
+            start = self.landmarker.chained_box(self.landmarks[prev], self.boxes[prev], self.boxes[row])
+            a0, b0, a1, b1 = self.landmarker.region(start)
+            x0, y0, x1, y1 = min(x0, a0), min(y0, b0), max(x1, a1), max(y1, b1)
+        return x0, y0, x1, y1
 
     def add(self, rows: list[int], pixels: list[np.ndarray], origins: list[tuple[int, int]]) -> None:
         """Predict `rows` from their `pixels`, each array's top-left corner at `origins` (x, y) in the frame."""
@@ -135,7 +148,7 @@ def decode_tracked(video: Path, frames: np.ndarray, boxes: np.ndarray, params: A
     for decoded, frame in enumerate(iter_video_frames(video), start=1):
         while pos < n and frames[order[pos]] == decoded - 1:
             row = order[pos]
-            region, x0, y0 = frame_region(frame, landmarker.region(boxes[row]), fmt)
+            region, x0, y0 = frame_region(frame, found.region(row), fmt)
             take.append(row)
             pixels.append(region)
             origins.append((x0, y0))

@@ -32,7 +32,6 @@ def model_path() -> Path:
 class DlibLandmarker:
     name = "dlib"
     wants_rgb = False  # runs on grayscale frames
-    chained = True  # predict takes each frame's predecessor in its track (frames go in one at a time, in order)
 
     def __init__(self, refine: bool = True):
         import dlib
@@ -40,14 +39,22 @@ class DlibLandmarker:
         self._dlib = dlib
         self._predictor = dlib.shape_predictor(str(model_path()))
         self.refine = refine
+        self.chained = refine  # predict takes each frame's predecessor in its track (frames one at a time, in order)
         self.passes = 0  # predictor runs so far (a chained frame costs one, a restarted one two or three)
 
     def region(self, box) -> tuple[int, int, int, int]:
         """The frame pixels prediction on `box` reads: the box and half its size around it (the model's pixel
-        features lie inside the face's shape; the refined box stays within the landmarks' extent)."""
+        features lie inside the face's shape; a box refined from a pass on `box` stays within the landmarks'
+        extent). A chained frame starts from another box (chained_box): its region is the union of both."""
         x1, y1, x2, y2 = (float(v) for v in box)
         mx, my = 0.5 * max(x2 - x1, 1.0), 0.5 * max(y2 - y1, 1.0)
         return int(np.floor(x1 - mx)), int(np.floor(y1 - my)), int(np.ceil(x2 + mx)) + 1, int(np.ceil(y2 + my)) + 1
+
+    @staticmethod
+    def chained_box(previous: np.ndarray, previous_box: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """Where a chained frame starts: the box rebuilt from the landmarks of the frame before, moved as the
+        tracker's box moved from that frame (`previous_box`) to this one (`box`)."""
+        return refined_box(previous) + np.tile(_centre(box) - _centre(previous_box), 2)
 
     def _predict_one(self, frame: np.ndarray, box) -> np.ndarray:
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
@@ -71,6 +78,7 @@ class DlibLandmarker:
           tracker's box, then a second pass.
         """
         boxes = np.asarray(boxes, np.float64)
+        previous_boxes = boxes if previous_boxes is None else previous_boxes
         out = np.empty((len(frames), 68, 2), np.float32)
         for i, (frame, box) in enumerate(zip(frames, boxes)):
             frame = np.ascontiguousarray(frame)
@@ -78,7 +86,7 @@ class DlibLandmarker:
                 out[i] = self._predict_one(frame, box)
                 continue
             if previous is not None and np.isfinite(previous[i]).all():
-                start = refined_box(previous[i]) + np.tile(_centre(box) - _centre(previous_boxes[i]), 2)
+                start = self.chained_box(previous[i], previous_boxes[i], box)
                 if _agrees(start, box):
                     points = self._predict_one(frame, start)
                     if _converged(start, points):

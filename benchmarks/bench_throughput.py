@@ -245,16 +245,14 @@ def step_costs(name: str, clips: list[Path], made: list, models, work: Path) -> 
             g = [f.to_ndarray(format="gray") for f in c.decode(c.streams.video[0])]
         rows = pd.DataFrame(b).sort_values(["segment", "frame"])
         frames_, segments_ = rows["frame"].to_numpy(), rows["segment"].to_numpy()
-        per_video.append((np.stack([g[i] for i in frames_]), rows[["x1", "y1", "x2", "y2"]].to_numpy(float),
-                          track_predecessors(segments_, frames_), np.argsort(frames_, kind="stable")))
+        per_video.append((np.stack(g), frames_, rows[["x1", "y1", "x2", "y2"]].to_numpy(float),
+                          track_predecessors(segments_, frames_)))
 
     def landmarks():
-        for frames_, boxes_, previous, order in per_video:
-            chain = TrackedLandmarks(landmarker, boxes_, previous)
-            for i in order:
-                chain.add([i], [frames_[i]], [(0, 0)])
+        for frames_, frame_of, boxes_, previous in per_video:
+            TrackedLandmarks(landmarker, boxes_, previous).add_frames(frames_, frame_of)
     per_frame(f"dlib landmarks (refine={aparams.dlib_refine}, chained), per tracked frame",
-              sum(len(f) for f, _, _, _ in per_video), landmarks)
+              sum(len(f) for _, f, _, _ in per_video), landmarks)
     per_video = None  # noqa: F841
     # resample: copy vs re-encode presets, on this set's sources
     out = work / "presets"

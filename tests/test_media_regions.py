@@ -74,9 +74,7 @@ def test_align_landmarks_are_those_of_the_whole_frames(clips, case):
     landmarker = DlibLandmarker(refine=True)
     got, _ = decode_tracked(video, frames, boxes + 0.5, params, landmarker, previous)
     whole = TrackedLandmarks(landmarker, boxes + 0.5, previous)
-    for f in range(n):
-        rows = [int(r) for r in np.flatnonzero(frames == f)]
-        whole.add(rows, [gray[f]] * len(rows), [(0, 0)] * len(rows))
+    whole.add_frames(gray, frames)
     assert np.array_equal(got, whole.landmarks)
 
 

@@ -129,6 +129,22 @@ class TrackedLandmarks:
             self.trusted[rows] = plausible(self.landmarks[rows], self.boxes[rows], None, 0.0)
 
 
+    def add_frames(self, frames: np.ndarray, frame_of: np.ndarray) -> None:
+        """Every row from in-memory whole frames (row r reads frames[frame_of[r]]), one frame's rows at a time in
+        frame order: decode_tracked's order, without a video file (benchmarks, tests)."""
+        frame_of = np.asarray(frame_of, np.int64)
+        order = np.argsort(frame_of, kind="stable")
+        for start, end in _runs(frame_of[order]):
+            rows = [int(r) for r in order[start:end]]
+            self.add(rows, [frames[frame_of[r]] for r in rows], [(0, 0)] * len(rows))
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of equal values in a sorted array."""
+    edges = np.flatnonzero(np.diff(values)) + 1
+    return list(zip(np.r_[0, edges].tolist(), np.r_[edges, len(values)].tolist())) if len(values) else []
+
+
 def decode_tracked(video: Path, frames: np.ndarray, boxes: np.ndarray, params: AlignParams, landmarker,
                    previous: np.ndarray | None = None):
     """One pass over the video: landmarks (and scores) for every tracked frame, `frames` (N,) with their
